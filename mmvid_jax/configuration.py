@@ -1,0 +1,74 @@
+"""Config checks that run before any compute is spent.
+
+Each check raises `ConfigError` naming the key and a fix. Sections a stage owns
+(tokenizer, transformer, ...) are checked here too, so every mistake surfaces
+at start-up rather than minutes into a run.
+"""
+
+import os
+
+import ml_collections
+
+from mmvid_jax.errors import ConfigError
+
+STAGES = ("all", "data", "tokenizer", "transformer", "sample", "evaluate")
+
+
+def _positive(config: ml_collections.ConfigDict, section: str, keys: tuple[str, ...]):
+  sub = config.get(section)
+  if sub is None:
+    return
+  for key in keys:
+    if key in sub and not (isinstance(sub[key], (int, float)) and sub[key] > 0):
+      raise ConfigError(f"{section}.{key}", f"must be a positive number, got {sub[key]!r}",
+                        f"pass --config.{section}.{key}=<a positive value>")
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+  """Raises ConfigError on the first invalid value."""
+  if config.stage not in STAGES:
+    raise ConfigError("stage", f"unknown stage {config.stage!r}",
+                      f"use one of {', '.join(STAGES)}")
+  _positive(config, "data", ("image_size", "num_frames", "frame_step", "clip_frames",
+                             "num_train", "num_validation", "num_test", "text_seq_len"))
+  _positive(config, "tokenizer", ("codebook_size", "embed_dim", "channels", "batch_size",
+                                  "num_steps", "learning_rate", "num_res_blocks"))
+  _positive(config, "transformer", ("width", "depth", "num_heads", "mlp_dim", "batch_size",
+                                    "num_steps", "learning_rate"))
+  _positive(config, "sample", ("steps", "num_samples", "num_candidates"))
+  _positive(config, "evaluate", ("num_videos", "batch_size"))
+
+  data = config.data
+  needed = (data.num_frames - 1) * data.frame_step + 1
+  if "clip_frames" in data and needed > data.clip_frames:
+    raise ConfigError(
+        "data.frame_step",
+        f"{data.num_frames} frames at step {data.frame_step} need {needed} source frames but "
+        f"clips have {data.clip_frames}",
+        "lower data.num_frames or data.frame_step, or raise data.clip_frames")
+
+  if "tokenizer" in config:
+    factor = config.tokenizer.downsample_factor
+    expected = 2 ** (len(config.tokenizer.channel_mult) - 1)
+    if factor != expected:
+      raise ConfigError("tokenizer.downsample_factor",
+                        f"is {factor} but channel_mult has {len(config.tokenizer.channel_mult)} "
+                        f"levels, which downsample by {expected}",
+                        "set it to 2 ** (len(channel_mult) - 1) or change channel_mult")
+    if data.image_size % factor:
+      raise ConfigError("data.image_size",
+                        f"{data.image_size} is not divisible by the tokenizer's downsampling "
+                        f"factor {factor}",
+                        f"use a multiple of {factor} (e.g. {max(factor, data.image_size // factor * factor)})")
+
+  for section in ("tokenizer", "transformer"):
+    if section in config and config[section].batch_size % num_devices:
+      raise ConfigError(f"{section}.batch_size",
+                        f"{config[section].batch_size} is not divisible by the {num_devices} devices",
+                        f"use a multiple of {num_devices}")
+
+  for key in ("manual_dir", "asset_dir"):
+    path = data.get(key)
+    if path and not os.path.isdir(path):
+      raise ConfigError(f"data.{key}", f"directory {path!r} does not exist",
+                        f"point --config.data.{key} at the folder that holds the dataset")

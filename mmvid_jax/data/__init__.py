@@ -1,0 +1,1 @@
+"""Datasets (procedural Shapes, TFDS builders), the tf.data input pipeline, text tokenizers."""

@@ -1,0 +1,1 @@
+"""Stage 4: FVD/PRD, image metrics, the Shapes oracle and the gallery writer."""

@@ -1,0 +1,1 @@
+"""Shared infrastructure: mesh and sharding, checkpoints, train-loop pieces, video I/O."""

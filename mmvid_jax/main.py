@@ -1,0 +1,45 @@
+"""Entry point: python -m mmvid_jax.main --config=configs/shapes.py --workdir=DIR.
+
+Parses flags, sets up logging and dispatches to the pipeline; nothing else.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from mmvid_jax.errors import UserError  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, e.g. configs/shapes.py or configs/shapes.py:tiny.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  import jax  # Imported late so the flags above parse quickly.
+  from mmvid_jax import pipeline
+
+  logging.set_verbosity(logging.INFO)
+  workdir = os.path.abspath(_WORKDIR.value)
+  logging.info("mmvid-jax: config %s, workdir %s, %d %s device(s).", _CONFIG.value.experiment,
+               workdir, jax.device_count(), jax.default_backend())
+  try:
+    pipeline.run(_CONFIG.value, workdir, num_devices=jax.device_count())
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,1 @@
+"""Stage 3: decoding loops (improved mask-predict, MaskGIT, autoregressive) and long video."""

@@ -1,0 +1,49 @@
+"""Config variants load and bad values fail with one clear line before compute."""
+
+import importlib.util
+import os
+
+import pytest
+
+from mmvid_jax import configuration
+from mmvid_jax.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load(name, arg=None):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.mark.parametrize("variant", ["default", "tiny", "text_image", "dependent"])
+def test_shapes_variants_validate(variant):
+  config = load("shapes", variant)
+  configuration.validate(config, num_devices=1)
+
+
+def test_unknown_variant():
+  with pytest.raises(ValueError, match="unknown variant"):
+    load("shapes", "huge")
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("stage", "train", "config.stage: unknown stage"),
+    ("data.image_size", -4, "config.data.image_size: must be a positive"),
+    ("data.image_size", 30, "config.data.image_size: 30 is not divisible"),
+    ("transformer.batch_size", 6, "config.transformer.batch_size: 6 is not divisible by the 4"),
+    ("data.manual_dir", "no/such/dir", "config.data.manual_dir: directory"),
+    ("data.frame_step", 5, "config.data.frame_step"),
+])
+def test_bad_values_name_key_and_fix(key, value, match):
+  config = load("shapes", "tiny")
+  section, _, leaf = key.rpartition(".")
+  target = config[section] if section else config
+  with target.unlocked():
+    target[leaf] = value
+  with pytest.raises(ConfigError, match=match) as info:
+    configuration.validate(config, num_devices=4)
+  assert "Fix:" in str(info.value)
+
