@@ -24,6 +24,30 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+_FLAG_ERRORS = (flags.Error, KeyError, AttributeError, ValueError, TypeError, OSError)
+
+
+def _exit_with_flag_error(e: Exception):
+  # config_flags wraps errors from the config file with its traceback: keep the last line.
+  lines = [line.strip() for line in str(e).strip().strip('"').splitlines() if line.strip()]
+  message = lines[-1] if lines else type(e).__name__
+  if isinstance(e, (KeyError, AttributeError)):
+    message = (f"unknown config key {message}. Fix: check the key against the config file "
+               "(a run also writes every key to WORKDIR/config.json).")
+  elif isinstance(e, OSError):
+    message = f"cannot load the --config file: {message}. Fix: pass e.g. --config=configs/shapes.py"
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """Parses flags; a bad flag or config override is one clear line, not a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except _FLAG_ERRORS as e:
+    _exit_with_flag_error(e)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -31,15 +55,20 @@ def main(argv):
   from mmvid_jax import pipeline
 
   logging.set_verbosity(logging.INFO)
+  try:
+    config = _CONFIG.value
+    experiment = config.experiment  # A config file that failed to load raises here.
+  except _FLAG_ERRORS as e:
+    _exit_with_flag_error(e)
   workdir = os.path.abspath(_WORKDIR.value)
-  logging.info("mmvid-jax: config %s, workdir %s, %d %s device(s).", _CONFIG.value.experiment,
+  logging.info("mmvid-jax: config %s, workdir %s, %d %s device(s).", experiment,
                workdir, jax.device_count(), jax.default_backend())
   try:
-    pipeline.run(_CONFIG.value, workdir, num_devices=jax.device_count())
+    pipeline.run(config, workdir, num_devices=jax.device_count())
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
