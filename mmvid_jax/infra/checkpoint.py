@@ -1,0 +1,153 @@
+"""Checkpoints: orbax CheckpointManager with a train state and a small JSON `extra`.
+
+Each step directory holds `state/` (the pytree, sharded arrays written in parallel) and
+`extra/` (JSON: step, config, data position). Orbax writes into a temporary directory and
+renames it when complete, and deletes old steps only after a newer one is finished, so a
+crash or a failed save never loses the last good checkpoint.
+"""
+
+from collections.abc import Mapping
+import json
+import os
+from typing import Any
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+
+from mmvid_jax.errors import UserError
+
+
+def _path_str(path: tuple[Any, ...]) -> str:
+  """('params', 'Dense_0', 'kernel') style key path -> 'params/Dense_0/kernel'."""
+  parts = []
+  for entry in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(entry, attr):
+        parts.append(str(getattr(entry, attr)))
+        break
+    else:
+      parts.append(str(entry))
+  return "/".join(parts)
+
+
+def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {_path_str(path): tuple(getattr(leaf, "shape", ())) for path, leaf in leaves}
+
+
+class Checkpointer:
+  """Saves and restores `(state, extra)` pairs under `directory/<step>/`.
+
+  `state` is any pytree of arrays (a flax TrainState, a dict); `extra` is JSON.
+  Restoring places every array with the sharding of the matching leaf of the
+  `abstract_state` given, so a checkpoint written on one mesh restores onto another.
+  """
+
+  def __init__(self, directory: str, max_to_keep: int = 2, async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "extra": ocp.JsonCheckpointHandler()})
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    """The newest finished checkpoint's step, or None when there is none."""
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any, extra: Mapping[str, Any] | None = None,
+           force: bool = False) -> bool:
+    """Starts saving `state` at `step` (asynchronously); returns False if `step` already exists.
+
+    An existing step is never overwritten. The arrays are copied off the devices before this
+    returns, so the caller may donate `state` to the next train step right away.
+    """
+    extra = dict(extra or {})
+    try:
+      json.dumps(extra)
+    except TypeError as e:
+      raise TypeError(f"Checkpointer.save: extra must be JSON-serialisable ({e}).") from e
+    if step in self._manager.all_steps():
+      logging.info("Checkpoint for step %d already exists in %s; not overwriting it.",
+                   step, self.directory)
+      return False
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                              extra=ocp.args.JsonSave(extra))
+    saved = self._manager.save(step, args=args, force=force)
+    if saved:
+      logging.info("Saving checkpoint for step %d to %s.", step, self.directory)
+    return bool(saved)
+
+  def _check_compatible(self, abstract_state: Any, step: int) -> None:
+    """Raises UserError when the checkpoint's arrays differ from the expected ones."""
+    metadata = self._manager.item_metadata(step)
+    state_metadata = metadata["state"] if metadata is not None else None
+    tree = getattr(state_metadata, "tree", None)
+    if tree is None:
+      return  # No metadata to compare with: orbax reports any mismatch itself.
+    stored = _shapes_by_path(tree)
+    expected = _shapes_by_path(abstract_state)
+    fix = ("Fix: point --workdir at a fresh directory (or delete this stage's folder) to start "
+           "over, or restore the config that wrote this checkpoint.")
+    where = f"checkpoint step {step} in {self.directory}"
+    for path, shape in expected.items():
+      if path not in stored:
+        raise UserError(f"{where} has no array {path!r} that the current model expects, so it "
+                        f"was written by a different model config. {fix}")
+      if stored[path] != shape:
+        raise UserError(f"{where} stores {path!r} with shape {stored[path]} but the current "
+                        f"config expects {shape}. {fix}")
+    unexpected = sorted(set(stored) - set(expected))
+    if unexpected:
+      raise UserError(f"{where} holds arrays the current model does not have (e.g. "
+                      f"{unexpected[0]!r}), so it was written by a different model config. {fix}")
+
+  def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """Restores `(state, extra)` at `step` (default: the latest).
+
+    `abstract_state` is a tree of `jax.ShapeDtypeStruct` with shardings (or real arrays)
+    with the structure of the saved state; each array comes back with that leaf's sharding
+    and dtype.
+    """
+    if step is None:
+      step = self.latest_step()
+      if step is None:
+        raise UserError(f"No checkpoint to restore in {self.directory}. Fix: train first, or "
+                        "point --workdir at the run that holds the checkpoints.")
+    elif step not in self._manager.all_steps():
+      raise UserError(f"No checkpoint for step {step} in {self.directory} (have "
+                      f"{self.all_steps()}). Fix: pick one of the saved steps.")
+    self._check_compatible(abstract_state, step)
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                              extra=ocp.args.JsonRestore())
+    restored = self._manager.restore(step, args=args)
+    logging.info("Restored checkpoint step %d from %s.", step, self.directory)
+    return restored["state"], dict(restored["extra"] or {})
+
+  def wait_until_finished(self) -> None:
+    """Blocks until every asynchronous save has been written and committed."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def __enter__(self) -> "Checkpointer":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+def abstract_like(state: Any) -> Any:
+  """ShapeDtypeStructs (with shardings) of a concrete state, e.g. a freshly created one."""
+  def to_abstract(x):
+    if not isinstance(x, jax.Array):
+      return x  # Python scalars and numpy arrays restore as they are.
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+  return jax.tree.map(to_abstract, state)
