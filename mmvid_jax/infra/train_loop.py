@@ -208,7 +208,9 @@ def run_loop(*, name: str, workdir: str, state: Any, train_step: TrainStep,
   config_json = config.to_json_best_effort(sort_keys=True) if config is not None else None
   stop = _StopRequest()
   window = _MetricWindow(loss_key)
-  progress = Progress(total=num_steps, name=name, initial=start_step)
+  # Lines are written at log steps (with the averaged loss), not on a timer.
+  progress = Progress(total=num_steps, name=name, initial=start_step,
+                      log_every_seconds=float("inf"))
   logging.info("%s: training steps %d..%d; TensorBoard logs in %s.", name, start_step + 1,
                num_steps, workdir)
 
