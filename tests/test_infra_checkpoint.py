@@ -129,3 +129,16 @@ def test_extra_must_be_json(tmp_path):
     ckpt.save(1, _state(), {"bad": object()})
   assert ckpt.all_steps() == []
   ckpt.close()
+
+
+def test_maybe_restore_starts_fresh_then_resumes(tmp_path):
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path))
+  fresh = _state()
+  state, step, extra = ckpt.maybe_restore(fresh)
+  assert state is fresh and step == 0 and extra == {}
+  ckpt.save(12, _state(4.0), {"step": 12, "data_position": 12})
+  ckpt.wait_until_finished()
+  state, step, extra = ckpt.maybe_restore(fresh)
+  assert step == 12 and extra["data_position"] == 12
+  assert float(state["params"]["w"][0, 0]) == 4.0
+  ckpt.close()

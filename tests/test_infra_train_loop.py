@@ -242,3 +242,66 @@ def test_progress_without_terminal_writes_log_lines(caplog):
   assert stream.getvalue() == ""
   assert any("build 5/10 steps (50%)" in r.getMessage() for r in caplog.records)
   assert format_duration(3725) == "1h02m" and format_duration(75) == "1m15s"
+
+
+_CHILD = r'''
+import os, sys, time
+from absl import app, logging
+import jax, numpy as np
+sys.path.insert(0, os.environ["TEST_DIR"])
+import test_infra_train_loop as t
+from mmvid_jax.infra import checkpoint as checkpoint_lib, train_loop
+
+
+class NoWriter:  # Keeps TensorFlow out of the child process.
+  def write_scalars(self, step, scalars): pass
+  def write_images(self, step, images): pass
+  def flush(self): pass
+  def close(self): pass
+
+
+def main(argv):
+  logging.set_verbosity(logging.INFO)
+  workdir = argv[1]
+  def slow_step(state, batch, step):
+    if step == 3:
+      open(os.path.join(workdir, "running"), "w").close()
+    time.sleep(0.05)
+    return t.make_train_step()(state, batch, step)
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+  train_loop.run_loop(name="toy", workdir=workdir, state=t.init_state(), train_step=slow_step,
+                      batches=t.batches(0), num_steps=100000, start_step=0, checkpointer=ckpt,
+                      log_every=50, checkpoint_every=1000, writer=NoWriter())
+  print("finished without preemption")
+
+
+app.run(main)
+'''
+
+
+def test_sigterm_from_outside_saves_and_exits_zero(tmp_path):
+  import subprocess
+  import sys
+  import time
+  script = tmp_path / "child.py"
+  script.write_text(_CHILD)
+  env = dict(os.environ, TEST_DIR=os.path.dirname(__file__), JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  child = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 60
+  while not (tmp_path / "running").exists():
+    assert child.poll() is None, child.communicate()
+    assert time.monotonic() < deadline, "child never started training"
+    time.sleep(0.1)
+  child.send_signal(signal.SIGTERM)
+  stdout, stderr = child.communicate(timeout=60)
+  assert child.returncode == 0, stderr
+  assert "finished without preemption" not in stdout
+  assert "stopped by SIGTERM" in stderr and "To resume, rerun the same command" in stderr
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / "checkpoints"))
+  step = checkpointer.latest_step()
+  assert step is not None and step >= 4
+  _, extra = checkpointer.restore(checkpoint_lib.abstract_like(init_state()))
+  assert extra["step"] == step
+  checkpointer.close()

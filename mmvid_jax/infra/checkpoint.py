@@ -8,6 +8,7 @@ crash or a failed save never loses the last good checkpoint.
 
 from collections.abc import Mapping
 import json
+import logging as std_logging
 import os
 from typing import Any
 
@@ -16,6 +17,18 @@ import jax
 import orbax.checkpoint as ocp
 
 from mmvid_jax.errors import UserError
+
+
+class _QuietOrbaxInfo(std_logging.Filter):
+  """Drops orbax's INFO chatter (~40 lines per save) unless absl verbosity is DEBUG."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return (record.levelno >= std_logging.WARNING
+            or f"{os.sep}orbax{os.sep}" not in record.pathname
+            or logging.get_verbosity() >= logging.DEBUG)
+
+
+_ORBAX_FILTER = _QuietOrbaxInfo()
 
 
 def _path_str(path: tuple[Any, ...]) -> str:
@@ -46,6 +59,7 @@ class Checkpointer:
 
   def __init__(self, directory: str, max_to_keep: int = 2, async_save: bool = True):
     self.directory = os.path.abspath(directory)
+    logging.get_absl_logger().addFilter(_ORBAX_FILTER)  # Idempotent: the same object.
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(
@@ -128,6 +142,17 @@ class Checkpointer:
     restored = self._manager.restore(step, args=args)
     logging.info("Restored checkpoint step %d from %s.", step, self.directory)
     return restored["state"], dict(restored["extra"] or {})
+
+  def maybe_restore(self, state: Any) -> tuple[Any, int, dict[str, Any]]:
+    """Resume helper: `(restored state, its step, extra)` from the latest checkpoint, or
+    `(state, 0, {})` unchanged when there is none. `state` (a fresh, sharded state or its
+    abstract version) gives the structure, dtypes and shardings.
+    """
+    if self.latest_step() is None:
+      return state, 0, {}
+    restored, extra = self.restore(abstract_like(state))
+    step = int(extra.get("step", self.latest_step()))
+    return restored, step, extra
 
   def wait_until_finished(self) -> None:
     """Blocks until every asynchronous save has been written and committed."""
