@@ -165,9 +165,23 @@ def _sample(tiny: bool) -> ml_collections.ConfigDict:
 
 def _evaluate(tiny: bool) -> ml_collections.ConfigDict:
   e = ml_collections.ConfigDict()
+  # Held-out clips, first num_videos in order; one generated video each (MMVID: 2048).
+  e.split = "test"
   e.num_videos = 16 if tiny else 256
+  e.batch_size = 8 if tiny else 16  # generation / tokenizer / REL batch
+  # Decoder settings to compare, "<decoder>[_b<B>][_s<steps>]" (docs/evaluation.md);
+  # empty: config.sample's decoder. E.g. ("mask_predict", "mask_predict_b4_s5", "maskgit").
+  e.compare = ()
+  # Workdir of an ART-V run (same data and tokenizer) for the "ar" entry of compare.
+  e.ar_workdir = ""
+  # FVD + PRD with the packaged Kinetics-400 I3D (slow on CPU: ~1 s per clip).
   e.fvd = not tiny
-  e.batch_size = 8 if tiny else 16
+  e.i3d_batch_size = 16  # MMVID/FVD protocol
+  e.prd_clusters = 20
+  e.prd_angles = 1001
+  e.prd_runs = 10
+  e.lpips_net = "alexnet"  # or "vgg16"
+  e.num_gallery = 8  # videos per setting in TensorBoard and the comparison GIFs
   return e
 
 

@@ -36,7 +36,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   _positive(config, "transformer", ("width", "depth", "num_heads", "mlp_dim", "batch_size",
                                     "num_steps", "learning_rate"))
   _positive(config, "sample", ("steps", "num_samples", "num_candidates"))
-  _positive(config, "evaluate", ("num_videos", "batch_size"))
+  _positive(config, "evaluate", ("num_videos", "batch_size", "i3d_batch_size", "prd_clusters",
+                                 "prd_angles", "prd_runs"))
 
   data = config.data
   needed = (data.num_frames - 1) * data.frame_step + 1
@@ -72,3 +73,48 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     if path and not os.path.isdir(path):
       raise ConfigError(f"data.{key}", f"directory {path!r} does not exist",
                         f"point --config.data.{key} at the folder that holds the dataset")
+
+  if "evaluate" in config:
+    _check_evaluate(config)
+
+
+def _check_evaluate(config: ml_collections.ConfigDict) -> None:
+  """The evaluate section: split size, decoder names, FVD/PRD sample counts, paths."""
+  from mmvid_jax.evaluation import decoder_specs  # pylint: disable=g-import-not-at-top
+  ev, data = config.evaluate, config.data
+  split = ev.get("split", "test")
+  sizes = {"train": data.get("num_train"), "validation": data.get("num_validation"),
+           "test": data.get("num_test")}
+  if split not in sizes:
+    raise ConfigError("evaluate.split", f"unknown split {split!r}", "use test, validation or train")
+  if sizes[split] is not None:
+    usable = sizes[split] // ev.batch_size * ev.batch_size  # the pipeline drops a partial batch
+    if ev.num_videos > usable:
+      raise ConfigError("evaluate.num_videos",
+                        f"{ev.num_videos} videos but the {split} split yields {usable} clips in "
+                        f"batches of {ev.batch_size}",
+                        f"lower it to at most {usable} or raise data.num_{split}")
+  if "sample" in config:
+    try:
+      specs = decoder_specs.from_config(config)
+    except ValueError as e:
+      raise ConfigError("evaluate.compare", str(e), "fix the listed names") from None
+    objective = config.get("transformer", {}).get("objective", None)
+    if (any(s.decoder == "ar" for s in specs) and not ev.get("ar_workdir")
+        and objective not in (None, "artv")):
+      raise ConfigError("evaluate.compare", "lists 'ar' but this run trains an MMVID transformer",
+                        "set --config.evaluate.ar_workdir to a workdir trained with ART-V")
+  if ev.get("fvd"):
+    if ev.num_videos < 2:
+      raise ConfigError("evaluate.num_videos", "FVD needs at least 2 videos",
+                        "raise it (MMVID used 2048) or set --config.evaluate.fvd=False")
+    if 2 * ev.num_videos < ev.get("prd_clusters", 20):
+      raise ConfigError("evaluate.prd_clusters",
+                        f"{ev.prd_clusters} clusters for {2 * ev.num_videos} feature vectors",
+                        "raise evaluate.num_videos or lower evaluate.prd_clusters")
+  if ev.get("lpips_net", "alexnet") not in ("alexnet", "vgg16"):
+    raise ConfigError("evaluate.lpips_net", f"unknown network {ev.lpips_net!r}",
+                      "use alexnet or vgg16")
+  if ev.get("ar_workdir") and not os.path.isdir(ev.ar_workdir):
+    raise ConfigError("evaluate.ar_workdir", f"directory {ev.ar_workdir!r} does not exist",
+                      "point it at the workdir of a finished ART-V run")

@@ -1,0 +1,64 @@
+"""Names of the decoder settings the evaluate stage compares.
+
+A name is `<decoder>[_b<candidates>][_s<steps>]`, for example
+
+    mask_predict          MMVID mask-predict, B and steps from config.sample
+    mask_predict_b4       B = 4 reranked candidates per step (MMVID's REL/VID reranking)
+    mask_predict_b4_s5    B = 4 with 5 steps: the same 20 forward passes as B = 1 with 20 steps
+    maskgit               MaskGIT decoding (cosine schedule, lowest-confidence re-masking)
+    ar                    ART-V autoregressive baseline (needs a causal transformer)
+
+Budget = transformer forward passes per video: steps x B for mask-predict, steps for MaskGIT,
+one per video token for ART-V (with a KV cache).
+"""
+
+import dataclasses
+import re
+
+DECODERS = ("mask_predict", "maskgit", "ar")
+_PATTERN = re.compile(r"^(mask_predict|maskgit|ar)((?:_[bs]\d+)*)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderSpec:
+  name: str
+  decoder: str
+  num_candidates: int
+  steps: int
+
+  def forward_passes(self, num_video_tokens: int) -> int:
+    if self.decoder == "ar":
+      return num_video_tokens
+    if self.decoder == "maskgit":
+      return self.steps
+    return self.steps * self.num_candidates
+
+
+def parse(name: str, default_steps: int, default_candidates: int) -> DecoderSpec:
+  """Parses a decoder name; ValueError with the accepted grammar when it does not fit."""
+  match = _PATTERN.match(str(name))
+  if not match:
+    raise ValueError(f"unknown decoder setting {name!r}; use <decoder>[_b<B>][_s<steps>] with "
+                     f"decoder one of {', '.join(DECODERS)} (e.g. 'mask_predict_b4_s5')")
+  decoder = match.group(1)
+  options = dict(re.findall(r"_([bs])(\d+)", match.group(2)))
+  candidates = int(options.get("b", default_candidates if decoder == "mask_predict" else 1))
+  steps = int(options.get("s", default_steps))
+  if candidates < 1 or steps < 1:
+    raise ValueError(f"decoder setting {name!r}: candidates and steps must be >= 1")
+  if candidates > 1 and decoder != "mask_predict":
+    raise ValueError(f"decoder setting {name!r}: only mask_predict reranks candidates (_b)")
+  return DecoderSpec(name=str(name), decoder=decoder, num_candidates=candidates, steps=steps)
+
+
+def from_config(config) -> tuple[DecoderSpec, ...]:
+  """The settings to evaluate: `config.evaluate.compare`, or the sample stage's decoder."""
+  names = tuple(config.evaluate.get("compare", ())) or (config.sample.decoder,)
+  specs = tuple(parse(name, int(config.sample.steps), int(config.sample.num_candidates))
+                for name in names)
+  seen = set()
+  for spec in specs:
+    if spec.name in seen:
+      raise ValueError(f"decoder setting {spec.name!r} is listed twice")
+    seen.add(spec.name)
+  return specs
