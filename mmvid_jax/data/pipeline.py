@@ -80,8 +80,10 @@ def _tfds_source(config, split, workdir, training, process_index, process_count)
   tf = _tf()
   builder = shapes_tfds.built_builder(config, workdir)
   local_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
+  # Stored in clip order; training reads shards interleaved and shuffles on top.
   read_config = tfds.ReadConfig(shuffle_seed=int(config.seed), try_autocache=False,
-                                interleave_cycle_length=1 if not training else 16)
+                                interleave_cycle_length=16 if training else 1,
+                                enable_ordering_guard=not training)
   skip = {key: tfds.decode.SkipDecoding() for key in ("video",) + _IMAGE_KEYS}
   ds = builder.as_dataset(split=local_split, shuffle_files=training, decoders=skip,
                           read_config=read_config)

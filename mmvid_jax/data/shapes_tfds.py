@@ -82,6 +82,8 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
             "same_shape": tfds.features.Tensor(shape=image, dtype=np.uint8, encoding=_ZLIB),
         }),
         homepage="https://github.com/snap-research/MMVID",
+        # Stored in clip order, so evaluation passes see clips 0, 1, 2, ... like the stream.
+        disable_shuffling=True,
         metadata=tfds.core.MetadataDict(
             shape_names=list(shapes.SHAPE_NAMES), color_names=list(shapes.COLOR_NAMES),
             size_names=list(shapes.SIZE_NAMES), direction_names=list(shapes.DIRECTION_NAMES)),
