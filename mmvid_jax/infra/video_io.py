@@ -5,7 +5,9 @@ needed. Browsers only play H.264 in yuv420p with even sizes, and tiny videos loo
 so small frames are upscaled (nearest neighbour, whole factors) and odd sizes padded.
 """
 
+import contextlib
 import os
+import warnings
 
 import numpy as np
 from PIL import Image, ImageSequence
@@ -49,17 +51,27 @@ def _browser_friendly(frames: np.ndarray, min_size: int) -> np.ndarray:
   return frames
 
 
+@contextlib.contextmanager
+def _spawning_ffmpeg():
+  """imageio starts ffmpeg with fork+exec; JAX warns about any fork, but the child only execs
+  ffmpeg and runs no Python or JAX code, so that warning does not apply here."""
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+    yield
+
+
 def _write_mp4(path: str, frames: np.ndarray, fps: float) -> None:
   import imageio.v2 as imageio  # pylint: disable=g-import-not-at-top
-  writer = imageio.get_writer(
-      path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
-      quality=None, macro_block_size=1,
-      output_params=["-crf", "17", "-preset", "medium", "-movflags", "+faststart"])
-  try:
-    for frame in frames:
-      writer.append_data(frame)
-  finally:
-    writer.close()
+  with _spawning_ffmpeg():
+    writer = imageio.get_writer(
+        path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
+        quality=None, macro_block_size=1,
+        output_params=["-crf", "17", "-preset", "medium", "-movflags", "+faststart"])
+    try:
+      for frame in frames:
+        writer.append_data(frame)
+    finally:
+      writer.close()
 
 
 def _write_gif(path: str, frames: np.ndarray, fps: float) -> None:
@@ -103,11 +115,12 @@ def _read_gif(path: str) -> np.ndarray:
 
 def _read_ffmpeg(path: str) -> np.ndarray:
   import imageio.v2 as imageio  # pylint: disable=g-import-not-at-top
-  reader = imageio.get_reader(path, format="FFMPEG")
-  try:
-    frames = [np.asarray(frame)[..., :3] for frame in reader]
-  finally:
-    reader.close()
+  with _spawning_ffmpeg():
+    reader = imageio.get_reader(path, format="FFMPEG")
+    try:
+      frames = [np.asarray(frame)[..., :3] for frame in reader]
+    finally:
+      reader.close()
   if not frames:
     raise ValueError("no frames")
   return np.stack(frames)
