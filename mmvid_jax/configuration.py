@@ -24,6 +24,41 @@ def _positive(config: ml_collections.ConfigDict, section: str, keys: tuple[str, 
                         f"pass --config.{section}.{key}=<a positive value>")
 
 
+def _one_of(section: str, key: str, value, allowed: tuple):
+  if value not in allowed:
+    raise ConfigError(f"{section}.{key}", f"unknown value {value!r}",
+                      f"use one of {', '.join(map(str, allowed))}")
+
+
+def _check_data(config: ml_collections.ConfigDict) -> None:
+  """The data section (datasets, pipeline, text) and the control sources it must produce."""
+  data = config.data
+  if data.get("name") != "shapes":
+    return  # Other datasets check their own keys.
+  from mmvid_jax.data import pipeline, shapes, text  # Light: no TensorFlow at import.
+  _one_of("data", "source", data.source, pipeline.SOURCES)
+  _one_of("data", "background", data.background, shapes.BACKGROUND_MODES)
+  _one_of("data", "text_tokenizer", data.text_tokenizer, text.TOKENIZER_NAMES)
+  if not 0.0 <= data.null_caption_prob <= 1.0:
+    raise ConfigError("data.null_caption_prob", f"{data.null_caption_prob} is not a probability",
+                      "use a value in [0, 1]")
+  if data.image_size < 16:
+    raise ConfigError("data.image_size", f"{data.image_size} px is too small to draw shapes",
+                      "use at least 16 (32 for tests, 64 by default)")
+  if data.text_tokenizer == "sentencepiece" and data.sentencepiece_vocab_size < 64:
+    raise ConfigError("data.sentencepiece_vocab_size", f"{data.sentencepiece_vocab_size} is too "
+                      "small to hold the caption characters", "use at least 64 (default 192)")
+  for key in ("shuffle_buffer", "prefetch"):
+    if data[key] < 0:
+      raise ConfigError(f"data.{key}", f"must be >= 0, got {data[key]}", f"pass --config.data.{key}=0 or more")
+  for entry in config.get("transformer", {}).get("controls", ()):
+    source = str(entry).split(":", 1)[0]
+    if source not in pipeline.CONTROL_SOURCES:
+      raise ConfigError("transformer.controls", f"unknown control source {source!r} in {entry!r}",
+                        f"write entries as '<source>:<erasing mode>' with source one of "
+                        f"{', '.join(pipeline.CONTROL_SOURCES)}")
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   """Raises ConfigError on the first invalid value."""
   if config.stage not in STAGES:
@@ -47,6 +82,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
         f"{data.num_frames} frames at step {data.frame_step} need {needed} source frames but "
         f"clips have {data.clip_frames}",
         "lower data.num_frames or data.frame_step, or raise data.clip_frames")
+  _check_data(config)
 
   if "tokenizer" in config:
     factor = config.tokenizer.downsample_factor

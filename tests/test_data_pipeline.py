@@ -203,3 +203,20 @@ def test_clear_errors(tmp_path, workdir):
   with pytest.raises(UserError, match="not a positive multiple of the 3 processes"):
     pipeline.make_dataset(tiny_config(), "train", workdir, batch_size=4, deterministic=True,
                           process_index=0, process_count=3)
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("data.source", "disk", "config.data.source: unknown value 'disk'"),
+    ("data.background", "stars", "config.data.background: unknown value 'stars'"),
+    ("data.text_tokenizer", "clip", "config.data.text_tokenizer: unknown value 'clip'"),
+    ("data.null_caption_prob", 1.5, "config.data.null_caption_prob: 1.5 is not a probability"),
+    ("transformer.controls", ("colour:keep",), "config.transformer.controls: unknown control source"),
+])
+def test_config_checks_name_the_key(key, value, match):
+  from mmvid_jax import configuration
+  from mmvid_jax.errors import ConfigError
+  config = tiny_config()
+  section, name = key.split(".")
+  config[section][name] = value
+  with pytest.raises(ConfigError, match=match):
+    configuration.validate(config)
