@@ -1,0 +1,74 @@
+"""Evaluate-stage pieces: decoder names, metrics files, tokenizer reconstruction metrics."""
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from mmvid_jax.evaluation import decoder_specs
+from mmvid_jax.evaluation import measures
+from mmvid_jax.evaluation import metrics_io
+from mmvid_jax.tokenizer.pseudo import PseudoTokenizer
+
+
+def test_decoder_names_parse_with_budget():
+  spec = decoder_specs.parse("mask_predict_b4_s5", default_steps=20, default_candidates=1)
+  assert (spec.decoder, spec.num_candidates, spec.steps) == ("mask_predict", 4, 5)
+  assert spec.forward_passes(num_video_tokens=128) == 20
+  assert decoder_specs.parse("mask_predict", 20, 1).forward_passes(128) == 20
+  assert decoder_specs.parse("maskgit_s12", 20, 4).num_candidates == 1
+  assert decoder_specs.parse("ar", 20, 1).forward_passes(128) == 128
+  for bad in ("maskgit_b4", "beam", "mask_predict_b0", "mask_predict_x3"):
+    with pytest.raises(ValueError):
+      decoder_specs.parse(bad, 20, 1)
+
+
+def test_decoder_settings_default_to_the_sample_stage():
+  config = ml_collections.ConfigDict({"evaluate": {"compare": ()},
+                                      "sample": {"decoder": "maskgit", "steps": 8,
+                                                 "num_candidates": 1}})
+  (spec,) = decoder_specs.from_config(config)
+  assert spec.name == "maskgit" and spec.steps == 8
+  config.evaluate.compare = ("mask_predict", "mask_predict")
+  with pytest.raises(ValueError, match="twice"):
+    decoder_specs.from_config(config)
+
+
+def test_metrics_file_is_json_and_previous_results_are_kept(tmp_path):
+  workdir = str(tmp_path)
+  record = {"complete": True, "fvd": np.float32(3.5), "bad": float("nan"),
+            "counts": np.arange(3), "caption": b"A red circle."}
+  path = metrics_io.write_metrics(workdir, record)
+  stored = json.load(open(path))
+  assert stored["fvd"] == 3.5 and stored["bad"] is None and stored["counts"] == [0, 1, 2]
+  assert stored["caption"] == "A red circle." and stored["format_version"] == 1
+  assert metrics_io.read_metrics(workdir)["complete"] is True
+  archived = metrics_io.archive_previous(workdir)
+  assert os.path.exists(archived) and metrics_io.read_metrics(workdir) is None
+  assert metrics_io.flatten_scalars({"a": {"b": 1, "c": None, "d": float("inf")}, "e": 2.0}) == {
+      "a/b": 1.0, "e": 2.0}
+
+
+def test_padded_batches_repeat_the_last_row():
+  arrays = {"x": np.arange(5)}
+  out = list(measures.padded_batches(arrays, 2))
+  assert [valid for valid, _ in out] == [2, 2, 1]
+  np.testing.assert_array_equal(out[-1][1]["x"], [4, 4])
+
+
+def test_reconstruction_metrics_with_a_pseudo_tokenizer():
+  tokenizer = PseudoTokenizer(image_size=32, patch_size=8, levels=4)
+  rng = np.random.default_rng(0)
+  # Patch-constant colours at the bin centres survive the round trip exactly.
+  bins = rng.integers(0, 4, (3, 2, 4, 4, 3))  # (N, T, h, w, C) at 32 px
+  centres = np.round(((bins + 0.5) / 4 * 2 - 1 + 1) * 127.5).astype(np.uint8)
+  exact = np.repeat(np.repeat(centres, 8, axis=2), 8, axis=3)
+  recon, metrics = measures.reconstruct(tokenizer, exact, batch_size=2)
+  assert recon.shape == exact.shape and recon.dtype == np.uint8
+  assert np.abs(recon.astype(int) - exact).max() <= 1
+  assert metrics["psnr"] > 45 and metrics["ssim"] > 0.99 and metrics["lpips"] < 0.01
+  noisy = rng.integers(0, 256, exact.shape, dtype=np.uint8)
+  _, worse = measures.reconstruct(tokenizer, noisy, batch_size=2)
+  assert worse["psnr"] < 15 and worse["ssim"] < metrics["ssim"] and worse["lpips"] > 0.05
