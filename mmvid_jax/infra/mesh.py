@@ -83,33 +83,35 @@ def num_batch_shards(mesh: jax.sharding.Mesh) -> int:
 
 def _is_device_value(value: Any) -> bool:
   """Numeric arrays go to devices; strings, bytes and objects (captions) stay on the host."""
-  return np.asarray(value).dtype.kind in "biuf" or np.asarray(value).dtype == np.dtype("bool")
+  return np.asarray(value).dtype.kind in "biuf"  # bool, int, uint, float.
 
 
 def shard_batch(batch: Mapping[str, Any], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
   """Per-process numpy batch -> dict of global arrays split over data x fsdp.
 
-  Host-only values (captions as bytes/str) are dropped. Each process passes its own slice;
-  the global batch is the concatenation over processes.
+  Host-only values (captions as bytes/str) are dropped; 0-d values are replicated. Each
+  process passes its own slice; the global batch is the concatenation over processes.
+  Batch arrays go through `mmvid_jax.data.pipeline.to_global`, the one place that builds
+  global arrays; this adds the checks that turn a bad batch size into a clear error.
   """
-  sharding = batch_sharding(mesh)
+  from mmvid_jax.data.pipeline import to_global  # pylint: disable=g-import-not-at-top
   # Devices on this host that hold distinct batch slices.
   local_shards = max(1, num_batch_shards(mesh) // jax.process_count())
-  out = {}
+  scalars, batched = {}, {}
   for key, value in batch.items():
     value = np.asarray(value)
     if not _is_device_value(value):
       continue
     if value.ndim == 0:
-      out[key] = jax.make_array_from_process_local_data(replicated_sharding(mesh), value)
+      scalars[key] = jax.make_array_from_process_local_data(replicated_sharding(mesh), value)
       continue
     if value.shape[0] % local_shards:
       raise UserError(
           f"batch[{key!r}] has {value.shape[0]} examples on this host, which does not split over "
           f"its {local_shards} data-parallel devices. Fix: use a batch size that is a multiple of "
           f"{local_shards * jax.process_count()}.")
-    out[key] = jax.make_array_from_process_local_data(sharding, value)
-  return out
+    batched[key] = value
+  return {**to_global(batched, batch_sharding(mesh)), **scalars}
 
 
 def _fit_spec_to_shape(spec: P, shape: tuple[int, ...], mesh: jax.sharding.Mesh) -> P:
