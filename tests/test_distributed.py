@@ -156,8 +156,10 @@ _WORKER = textwrap.dedent("""
     import numpy as np
     from mmvid_jax.infra import distributed
 
-    process_id, port = int(sys.argv[1]), sys.argv[2]
-    if process_id == 0:  # One process configured by arguments, the other by env variables.
+    process_id, port, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    if mode == "slurm":  # Everything from the SLURM variables set by the test.
+      info = distributed.maybe_initialize()
+    elif process_id == 0:  # One process configured by arguments, the other by env variables.
       info = distributed.maybe_initialize(coordinator_address="localhost:" + port,
                                           num_processes=2, process_id=0)
     else:
@@ -189,7 +191,8 @@ def _free_port() -> int:
     return sock.getsockname()[1]
 
 
-def test_two_processes_on_localhost_sum_a_global_array(tmp_path):
+@pytest.mark.parametrize("mode", ["explicit", "slurm"])
+def test_two_processes_on_localhost_sum_a_global_array(tmp_path, mode):
   script = tmp_path / "worker.py"
   script.write_text(_WORKER)
   port = str(_free_port())
@@ -197,7 +200,12 @@ def test_two_processes_on_localhost_sum_a_global_array(tmp_path):
          if not key.startswith(("MMVID_", "SLURM_", "OMPI_", "TPU_", "MEGASCALE_", "CLOUD_TPU"))}
   env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
              PYTHONPATH=REPO_ROOT + os.pathsep + env.get("PYTHONPATH", ""))
-  workers = [subprocess.Popen([sys.executable, str(script), str(i), port], cwd=tmp_path, env=env,
+  if mode == "slurm":  # Two "nodes" on localhost, one task each, as srun would start them.
+    env.update(SLURM_JOB_ID="77", SLURM_NTASKS="2", SLURM_LOCALID="0",
+               SLURM_STEP_NODELIST="localhost", SLURM_STEP_NUM_NODES="2",
+               MMVID_COORDINATOR_PORT=port)
+  workers = [subprocess.Popen([sys.executable, str(script), str(i), port, mode], cwd=tmp_path,
+                              env={**env, "SLURM_PROCID": str(i)} if mode == "slurm" else env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(2)]
   outputs = []
@@ -215,7 +223,7 @@ def test_two_processes_on_localhost_sum_a_global_array(tmp_path):
     results.append(json.loads(line[len("RESULT "):]))
   for index, result in enumerate(results):
     assert result["index"] == index and result["count"] == 2
-    assert result["method"] == "explicit"
+    assert result["method"] == mode
     assert result["main"] == (index == 0)
     assert (result["devices"], result["local_devices"]) == (4, 2)
     assert result["shape"] == [4, 3]
