@@ -12,7 +12,8 @@ Subcommands:
   install   copy this checkout (or clone --repo) to every worker, make a venv, install
             requirements + jax[tpu] at the pinned jax version + the weight packages + the repo
   data      print the TFDS data_dir to train with; with --local-data, rsync a local TFDS
-            folder to --data-dir (a gs:// bucket) first
+            folder to --data-dir (a gs:// bucket) first; with --build, build the datasets once
+            on worker 0 (main.py --config.stage=data, one process, CPU) before training
   train     start python -m mmvid_jax.main on every worker in the background (nohup),
             logging to REMOTE_DIR/logs/train.log on each worker
   logs      stream the training log of one worker (default worker 0)
@@ -31,6 +32,7 @@ Settings (flag, or environment variable of the same name in capitals):
   --workdir DIR            run folder; gs://... for multi-host slices       (WORKDIR)
   --data-dir DIR           TFDS data_dir, e.g. gs://bucket/tfds             (DATA_DIR)
   --local-data DIR         local TFDS folder to rsync to --data-dir (data)  (LOCAL_DATA)
+  --build                  data: build the data on worker 0 (needs install)   (BUILD=1)
   --repo URL [--ref REF]   install: git clone URL instead of copying this checkout (REPO, REF)
   --remote-dir DIR         checkout folder on the workers (default mmvid-jax) (REMOTE_DIR)
   --python EXE             Python >= 3.11 on the workers (default python3.11)  (PYTHON)
@@ -96,6 +98,7 @@ RUNTIME="${RUNTIME:-}" SPOT="${SPOT:-0}" PREEMPTIBLE="${PREEMPTIBLE:-0}"
 CONFIG="${CONFIG:-configs/shapes.py}" WORKDIR="${WORKDIR:-}" DATA_DIR="${DATA_DIR:-}"
 LOCAL_DATA="${LOCAL_DATA:-}" REPO="${REPO:-}" REF="${REF:-}" REMOTE_DIR="${REMOTE_DIR:-mmvid-jax}"
 PYTHON="${PYTHON:-python3.11}" WORKER="${WORKER:-0}" STOP_TIMEOUT="${STOP_TIMEOUT:-600}"
+BUILD="${BUILD:-0}"
 YES=0 DRY_RUN=0 SUBCOMMAND="" EXTRA=()
 
 while (($#)); do
@@ -107,6 +110,7 @@ while (($#)); do
     --spot) SPOT=1; continue ;;
     --preemptible) PREEMPTIBLE=1; continue ;;
     --yes) YES=1; continue ;;
+    --build) BUILD=1; continue ;;
     --) EXTRA+=("$@"); break ;;
     --config.*) EXTRA+=("$arg"); continue ;;
     --*=*) flag=${arg%%=*} value=${arg#*=} ;;
@@ -145,7 +149,7 @@ done
 [[ -n $SUBCOMMAND ]] || { usage >&2; die "no subcommand given. Fix: e.g. launch/tpu_vm.sh create."; }
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-if ((!DRY_RUN)) && [[ $SUBCOMMAND != data ]] && ! command -v gcloud >/dev/null; then
+if ((!DRY_RUN)) && [[ $SUBCOMMAND != data || $BUILD == 1 ]] && ! command -v gcloud >/dev/null; then
   die "gcloud not found. Fix: install the Google Cloud CLI, or use --dry-run to see the commands."
 fi
 
@@ -249,6 +253,16 @@ cmd_data() {
     echo "data_dir: $data_dir (the default: the data stage builds Moving Shapes there)"
   else
     echo "data_dir: $data_dir"
+  fi
+  if ((BUILD)); then
+    # One process on worker 0, on CPU: no TPU slice to join, no other worker writing the data.
+    tpu_flags
+    require WORKDIR --workdir gs://my-bucket/runs/shapes
+    local args=(--config="$CONFIG" --workdir="$WORKDIR" --config.stage=data)
+    [[ -z $DATA_DIR ]] || args+=(--config.data.data_dir="$DATA_DIR")
+    args+=(${EXTRA[@]+"${EXTRA[@]}"})
+    ssh_workers 0 "cd $(remote_dir) && JAX_PLATFORMS=cpu MMVID_DISTRIBUTED=off \
+.venv/bin/python -m mmvid_jax.main $(quote_all "${args[@]}")"
   fi
   echo "train with: --config.data.data_dir=$data_dir (train adds it when --data-dir is set)"
 }

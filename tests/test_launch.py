@@ -23,7 +23,7 @@ SLURM = REPO_ROOT / "launch" / "gpu_slurm.sbatch"
 SCRIPTS = [TPU_VM, SLURM]
 SETTINGS = ("NAME", "ZONE", "PROJECT", "ACCELERATOR", "RUNTIME", "CONFIG", "WORKDIR", "DATA_DIR",
             "LOCAL_DATA", "REPO", "REF", "REMOTE_DIR", "PYTHON", "WORKER", "SPOT", "PREEMPTIBLE",
-            "STOP_TIMEOUT", "DRY_RUN", "LOG_DIR")
+            "STOP_TIMEOUT", "DRY_RUN", "LOG_DIR", "BUILD")
 BASE = ["--name=mm-test", "--zone=us-central2-b"]
 
 FAKE_GCLOUD = r"""#!/usr/bin/env bash
@@ -200,6 +200,16 @@ def test_dry_run_data(fake_env, tmp_path):
   assert "--config.data.data_dir=gs://b/tfds" in out
 
 
+def test_dry_run_data_build_runs_one_cpu_process_on_worker_0(fake_env):
+  commands, _ = _dry("data", fake_env, "--build", "--workdir=gs://b/runs/x",
+                     "--data-dir=gs://b/tfds", "--config.data.num_train=100")
+  (ssh,) = commands
+  assert ssh.startswith("gcloud compute tpus tpu-vm ssh mm-test --zone=us-central2-b --worker=0 ")
+  assert ("JAX_PLATFORMS=cpu MMVID_DISTRIBUTED=off .venv/bin/python -m mmvid_jax.main "
+          "--config=configs/shapes.py --workdir=gs://b/runs/x --config.stage=data "
+          "--config.data.data_dir=gs://b/tfds --config.data.num_train=100") in ssh
+
+
 @pytest.mark.parametrize("subcommand", ["create", "install", "data", "train", "logs", "status",
                                         "stop", "delete"])
 def test_dry_run_touches_nothing(fake_env, tmp_path, subcommand):
@@ -217,6 +227,7 @@ def test_dry_run_touches_nothing(fake_env, tmp_path, subcommand):
     ([*BASE, "train"], "error: WORKDIR is not set. Fix: pass --workdir="),
     (["data"], "error: WORKDIR is not set"),
     (["--local-data=/x", "data"], "error: DATA_DIR is not set"),
+    (["--workdir=gs://b/w", "data", "--build"], "error: NAME is not set"),
     (["--local-data=/x", "--data-dir=/y", "data"], "must be a gs:// path"),
     (["install"], "error: NAME is not set"),
     ([*BASE, "--stop-timeout=soon", "stop"], "whole seconds"),
