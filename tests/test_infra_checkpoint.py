@@ -20,7 +20,14 @@ def _state(scale=1.0):
                  "codebook": jnp.arange(12, dtype=jnp.float32).reshape(3, 4) * scale},
       "step": jnp.int32(7),
       "counts": jnp.arange(5, dtype=jnp.int32),
+      "rng": jax.random.key(int(scale * 10)),
   }
+
+
+def _plain(tree):
+  """Typed PRNG keys -> their raw data, so every leaf compares as a numpy array."""
+  return jax.tree.map(lambda x: jax.random.key_data(x)
+                      if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x, tree)
 
 
 def test_round_trip_preserves_values_and_dtypes(tmp_path):
@@ -34,7 +41,8 @@ def test_round_trip_preserves_values_and_dtypes(tmp_path):
   assert extra == {"step": 10, "config": "{\"a\": 1}", "data_position": 10}
   assert restored["params"]["w"].dtype == jnp.bfloat16
   assert restored["step"].dtype == jnp.int32 and int(restored["step"]) == 7
-  for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+  assert jax.dtypes.issubdtype(restored["rng"].dtype, jax.dtypes.prng_key)
+  for got, want in zip(jax.tree.leaves(_plain(restored)), jax.tree.leaves(_plain(state))):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 

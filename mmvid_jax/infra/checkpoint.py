@@ -44,9 +44,17 @@ def _path_str(path: tuple[Any, ...]) -> str:
   return "/".join(parts)
 
 
+def _stored_shape(leaf: Any) -> tuple[int, ...]:
+  """Shape as orbax stores it: typed PRNG keys are saved as their raw key data."""
+  dtype = getattr(leaf, "dtype", None)
+  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    return tuple(jax.eval_shape(jax.random.key_data, leaf).shape)
+  return tuple(getattr(leaf, "shape", ()))
+
+
 def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {_path_str(path): tuple(getattr(leaf, "shape", ())) for path, leaf in leaves}
+  return {_path_str(path): _stored_shape(leaf) for path, leaf in leaves}
 
 
 class Checkpointer:

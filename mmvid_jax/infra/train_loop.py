@@ -58,6 +58,9 @@ class NonFiniteLossError(UserError):
         "data; rerunning resumes from the last good checkpoint.")
 
 
+_MULTIHOST_STOP_CHECK_EVERY = 10
+
+
 class _StopRequest:
   """SIGTERM / first Ctrl-C -> a flag read at step boundaries; a second Ctrl-C interrupts."""
 
@@ -87,10 +90,16 @@ class _StopRequest:
       signal.signal(signum, handler)
     self._previous.clear()
 
-  def any_process_requested(self) -> bool:
-    """All processes must stop at the same step, so the flag is shared across hosts."""
+  def any_process_requested(self, step: int) -> bool:
+    """All processes must stop at the same step, so the flag is shared across hosts.
+
+    Sharing it is a collective that waits for the devices, so with several processes it
+    happens only every `_MULTIHOST_STOP_CHECK_EVERY` steps (preemption notices give ~30 s).
+    """
     if jax.process_count() == 1:
       return self.requested
+    if step % _MULTIHOST_STOP_CHECK_EVERY:
+      return False
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     flags = multihost_utils.process_allgather(np.int32(self.requested))
     return bool(np.any(flags))
@@ -261,7 +270,7 @@ def run_loop(*, name: str, workdir: str, state: Any, train_step: TrainStep,
       done = step + 1
       window.add(done, metrics)
       progress.update(1)
-      stopping = stop.any_process_requested()
+      stopping = stop.any_process_requested(done)
       last = done == num_steps
       if done % log_every == 0 or last or stopping:
         log(done)
