@@ -120,7 +120,11 @@ def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> m
   tr.dropout = 0.0
   tr.scan_layers = False
   tr.remat = False
+  # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
+  tr.objective = "mmvid"
   tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"
+  # Embedding init std (MMVID: 1.0 on a pretrained CLIP trunk; 0.02 trains better from scratch).
+  tr.embed_init_std = 0.02
   # Control slots: each is (source, erasing mode).
   if variant == "text_image":
     tr.controls = ("background:shape_4x4",)
@@ -128,6 +132,10 @@ def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> m
     tr.controls = ("same_color:keep", "same_shape:keep", "background:keep")
   else:
     tr.controls = ()
+  # One [SEP] after each control slot (MMVID's insert_sep, used for Shapes dependent).
+  tr.insert_sep = variant == "dependent"
+  # Own embedding table for control codes (MMVID does this when a second tokenizer is used).
+  tr.separate_control_embedding = False
   # MSM masking (MMVID defaults).
   tr.msm_strategy_prob = (0.7, 0.1, 0.1, 0.1)
   tr.msm_bernoulli_keep = (0.2, 0.2)
@@ -148,6 +156,7 @@ def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> m
   tr.eval_every = 30 if tiny else 500
   tr.checkpoint_every = 30 if tiny else 500
   tr.max_to_keep = 2
+  tr.num_eval_batches = 2 if tiny else 4
   return tr
 
 

@@ -9,7 +9,7 @@ import os
 
 import ml_collections
 
-from mmvid_jax.errors import ConfigError
+from mmvid_jax.errors import ConfigError, UserError
 
 STAGES = ("all", "data", "tokenizer", "transformer", "sample", "evaluate")
 
@@ -83,6 +83,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
         f"clips have {data.clip_frames}",
         "lower data.num_frames or data.frame_step, or raise data.clip_frames")
   _check_data(config)
+  if "transformer" in config:
+    _check_transformer(config)
 
   if "tokenizer" in config:
     factor = config.tokenizer.downsample_factor
@@ -112,6 +114,45 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
 
   if "evaluate" in config:
     _check_evaluate(config)
+
+
+def _check_transformer(config: ml_collections.ConfigDict) -> None:
+  """The transformer section: model shape, objective, masking, controls, text encoder."""
+  from mmvid_jax.transformer import controls as controls_lib  # pylint: disable=g-import-not-at-top
+  tr = config.transformer
+  if tr.width % tr.num_heads:
+    raise ConfigError("transformer.num_heads", f"{tr.num_heads} heads do not divide width "
+                      f"{tr.width}", "pick a width that is a multiple of num_heads")
+  _one_of("transformer", "activation", tr.activation, ("quick_gelu", "gelu"))
+  _one_of("transformer", "objective", tr.get("objective", "mmvid"), ("mmvid", "artv"))
+  _one_of("transformer", "text_encoder", tr.text_encoder,
+          ("learned", "bert_pooled", "bert_tokens"))
+  _one_of("transformer", "mask_ratio_schedule", tr.mask_ratio_schedule, ("mmvid", "cosine"))
+  _one_of("transformer", "lr_schedule", tr.lr_schedule, ("log_warmup", "cosine", "constant"))
+  if tr.text_encoder != "learned" and config.data.text_tokenizer != "bert":
+    raise ConfigError("transformer.text_encoder", f"{tr.text_encoder!r} reads BERT WordPiece ids "
+                      f"but data.text_tokenizer is {config.data.text_tokenizer!r}",
+                      "set --config.data.text_tokenizer=bert (or text_encoder=learned)")
+  if tr.get("objective", "mmvid") == "artv" and tr.text_encoder != "learned":
+    raise ConfigError("transformer.text_encoder", "ART-V predicts text tokens, so it needs "
+                      "learned text embeddings", "set --config.transformer.text_encoder=learned")
+  for key in ("msm_strategy_prob", "vid_strategy_prob"):
+    probs = tuple(tr[key])
+    if len(probs) != 4 or min(probs) < 0 or sum(probs) <= 0:
+      raise ConfigError(f"transformer.{key}", f"needs 4 non-negative weights with a positive "
+                        f"sum, got {probs}", f"pass e.g. --config.transformer.{key}='(1,1,1,1)'")
+  low, high = tuple(tr.msm_bernoulli_keep)
+  if not 0 <= low <= high <= 1:
+    raise ConfigError("transformer.msm_bernoulli_keep", f"({low}, {high}) is not a range of "
+                      "probabilities", "use 0 <= a <= b <= 1, e.g. (0.2, 0.2)")
+  if tr.get("objective", "mmvid") == "mmvid" and tr.batch_size % 2:
+    raise ConfigError("transformer.batch_size", f"{tr.batch_size} is odd but the REL negative "
+                      "swaps the two halves of the batch", "use an even batch size")
+  try:
+    controls_lib.parse_slots(tr.get("controls", ()))
+  except UserError as e:  # Names the bad entry.
+    raise ConfigError("transformer.controls", str(e).split(". Fix")[0].split(": ", 1)[-1],
+                      "write '<source>:<mode>' with a known erasing mode") from None
 
 
 def _check_evaluate(config: ml_collections.ConfigDict) -> None:

@@ -4,8 +4,8 @@ MMVID: `[REL] text controls [ST1] [VID] video` -> video logits over the K codes,
 a [VID] logit. The sequence is built in two halves so that decoders and the trainer can reuse the
 condition block: `embed_condition` ([REL] + text + controls) and `embed_video` ([ST1] + [VID] +
 video); `__call__` joins them and runs the trunk. The vocabulary head is computed only for the
-first `vocab_rows` sequences (or skipped), since the REL/VID negative passes need only the
-[REL]/[VID] logits.
+passes that need it (or skipped), since the REL/VID negative passes need only the [REL]/[VID]
+logits.
 
 ART-V: `<bos> text controls video` with a causal mask, teacher forcing, and per-position-type
 heads (text positions predict text ids, control positions control codes, video positions the K
@@ -84,30 +84,43 @@ class MMVIDTransformer(nn.Module):
     return jnp.concatenate([jnp.broadcast_to(specials, (batch, 2, self.width)), video],
                            axis=1).astype(self.dtype)
 
-  def __call__(self, condition: Array, video_tokens: Array, vocab_rows: int | None = None,
+  def __call__(self, condition: Array, video_tokens: Array, vocab_passes: int | None = None,
                deterministic: bool = True, prune_last_layer: bool = False):
     """Joins the condition embedding and the video, runs the trunk, applies the heads.
 
-    vocab_rows: the video head is applied to sequences [:vocab_rows] only (None = all, 0 = none).
-    prune_last_layer: when no sequence needs the video head, the last block is computed only at
+    Inputs are one pass, condition (B, C, d) and video (B, N), or several passes per sample,
+    (B, P, C, d) and (B, P, N): the P sequences of a sample stay next to each other, so a batch
+    sharded over devices needs no data movement.
+    vocab_passes: the video head runs on passes [:vocab_passes] only (None = all, 0 = none).
+    prune_last_layer: when no pass needs the video head, the last block is computed only at
       [REL] and [VID] (unscanned trunks only; the result is identical).
-    Returns (logits (vocab_rows, N, K) or None, rel (P,), vid (P,)).
+    Returns (logits (B, [P,] N, K) or None, rel (B, [P]), vid (B, [P])).
     """
     layout = self.layout
-    x = jnp.concatenate([condition, self.embed_video(video_tokens)], axis=1)
+    single = video_tokens.ndim == 2
+    if single:
+      condition, video_tokens = condition[:, None], video_tokens[:, None]
+    batch, passes = video_tokens.shape[:2]
+    condition = condition.reshape((batch * passes,) + condition.shape[2:])
+    x = jnp.concatenate([condition, self.embed_video(video_tokens.reshape(batch * passes, -1))],
+                        axis=1)
     allowed = jnp.asarray(layout.attention_allowed())
-    rows_needed = x.shape[0] if vocab_rows is None else vocab_rows
-    if prune_last_layer and rows_needed == 0 and not self.scan_layers:
+    vocab_passes = passes if vocab_passes is None else vocab_passes
+    if prune_last_layer and vocab_passes == 0 and not self.scan_layers:
       h, _ = self.trunk(x, allowed, deterministic=deterministic,
                         final_query_rows=(layout.rel_index, layout.vid_index))
-      rel_state, vid_state = h[:, 0], h[:, 1]
-      logits = None
+      rel_index, vid_index = 0, 1
     else:
       h, _ = self.trunk(x, allowed, deterministic=deterministic)
-      rel_state, vid_state = h[:, layout.rel_index], h[:, layout.vid_index]
-      logits = (self.video_head(h[:rows_needed, layout.video_slice]) if rows_needed else None)
-    rel = self.rel_head(rel_state)[:, 0]
-    vid = self.vid_head(vid_state)[:, 0]
+      rel_index, vid_index = layout.rel_index, layout.vid_index
+    h = h.reshape((batch, passes) + h.shape[1:])
+    logits = (self.video_head(h[:, :vocab_passes, layout.video_slice]) if vocab_passes
+              else None)
+    rel = self.rel_head(h[:, :, rel_index])[..., 0]
+    vid = self.vid_head(h[:, :, vid_index])[..., 0]
+    if single:
+      logits = None if logits is None else logits[:, 0]
+      rel, vid = rel[:, 0], vid[:, 0]
     return logits, rel, vid
 
   def tokens_to_logits(self, text_ids: Array, control_codes: Array | None, video_tokens: Array,

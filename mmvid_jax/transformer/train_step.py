@@ -1,0 +1,190 @@
+"""The transformer's jitted training and evaluation steps (MSM + REL + VID, or ART-V).
+
+Per MMVID step (spec §4.1), everything random comes from `fold_in(base_key, step)`:
+1. frames -> codes with the frozen tokenizer; controls -> codes -> erased (one draw per slot);
+2. MSM keep mask per sample; masked positions become [MASK];
+3. VID negatives in pixel space, re-tokenized, the same mask applied;
+4. one trunk call on three passes per sample: (condition, masked video) -> MSM + REL+ + VID+,
+   (swapped condition, masked video) -> REL-, (condition, masked negative video) -> VID-.
+   The vocabulary head runs on the first pass only.
+"""
+
+import dataclasses
+from typing import Any
+
+from flax import struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from mmvid_jax.transformer import controls as controls_lib
+from mmvid_jax.transformer import losses
+from mmvid_jax.transformer import masking
+from mmvid_jax.transformer import negatives
+from mmvid_jax.transformer.vocab import Layout
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSettings:
+  """Typed settings of the objective, from `config.transformer` (see `settings_from_config`)."""
+  objective: str = "mmvid"  # or "artv"
+  mask_schedule: str = "mmvid"  # or "cosine"
+  msm_strategy_prob: tuple[float, ...] = (0.7, 0.1, 0.1, 0.1)
+  bernoulli_keep: tuple[float, float] = (0.2, 0.2)
+  vid_strategy_prob: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
+  beta_msm: float = 7.0
+  beta_rel: float = 0.5
+  beta_vid: float = 0.5
+  control_modes: tuple[str, ...] = ()
+  artv_video_weight: float = 7.0
+
+
+def settings_from_config(tr) -> StepSettings:
+  return StepSettings(
+      objective=str(tr.get("objective", "mmvid")),
+      mask_schedule=str(tr.mask_ratio_schedule),
+      msm_strategy_prob=tuple(float(p) for p in tr.msm_strategy_prob),
+      bernoulli_keep=tuple(float(p) for p in tr.msm_bernoulli_keep),
+      vid_strategy_prob=tuple(float(p) for p in tr.vid_strategy_prob),
+      beta_msm=float(tr.beta_msm), beta_rel=float(tr.beta_rel), beta_vid=float(tr.beta_vid),
+      control_modes=tuple(mode for _, mode in controls_lib.parse_slots(tr.get("controls", ()))))
+
+
+class TrainState(struct.PyTreeNode):
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+
+def build_schedule(tr, total_steps: int):
+  return losses.make_schedule(str(tr.lr_schedule), float(tr.learning_rate),
+                              int(tr.warmup_steps), total_steps, float(tr.min_learning_rate))
+
+
+def build_optimizer(tr, total_steps: int) -> optax.GradientTransformation:
+  """Adam(0.9, 0.999, 1e-8) with global-norm clipping and the configured schedule."""
+  schedule = build_schedule(tr, total_steps)
+  return optax.chain(optax.clip_by_global_norm(float(tr.grad_clip_norm)),
+                     optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
+                     optax.scale_by_learning_rate(schedule))
+
+
+def video_to_float(video: jax.Array) -> jax.Array:
+  return video.astype(jnp.float32) / 127.5 - 1.0
+
+
+def _codes(tokenizer, video: jax.Array) -> jax.Array:
+  codes = tokenizer.encode_to_codes(video)
+  return codes.reshape(codes.shape[0], -1).astype(jnp.int32)
+
+
+def prepare_inputs(layout: Layout, settings: StepSettings, tokenizer, text_encoder,
+                   batch: dict, key: jax.Array, train: bool = True) -> dict:
+  """Everything the losses need that does not depend on the parameters (no gradient)."""
+  k_mask, k_vid, k_ctrl = jax.random.split(key, 3)
+  video = video_to_float(batch["video"])
+  codes = _codes(tokenizer, video)
+  text_ids = batch["text_ids"].astype(jnp.int32)
+  out = {"text_ids": text_ids, "codes": codes, "control_codes": None, "text_features": None}
+  if layout.num_controls:
+    control_codes = controls_lib.tokenize_controls(tokenizer, batch["controls"])
+    out["control_codes"] = controls_lib.erase_controls(
+        control_codes, settings.control_modes, layout.mask_id, k_ctrl, train)
+  if text_encoder is not None:
+    out["text_features"] = text_encoder(text_ids)
+  if settings.objective == "artv":
+    return out
+  keep = masking.batch_keep_mask(k_mask, codes.shape[0], layout.num_frames,
+                                 layout.latent_height, layout.latent_width,
+                                 settings.mask_schedule, settings.msm_strategy_prob,
+                                 settings.bernoulli_keep)
+  negative_video, _ = negatives.batch_vid_negatives(k_vid, video, settings.vid_strategy_prob)
+  negative_codes = _codes(tokenizer, negative_video)
+  out.update(keep=keep, masked=jnp.where(keep, codes, layout.mask_id),
+             masked_negative=jnp.where(keep, negative_codes, layout.mask_id))
+  return out
+
+
+def _swap(tree, permutation):
+  return jax.tree_util.tree_map(lambda x: None if x is None else x[permutation], tree)
+
+
+def mmvid_loss(model, params, inputs: dict, settings: StepSettings) -> tuple[jax.Array, dict]:
+  """Three passes in one trunk call; returns (total loss, metrics)."""
+  batch = inputs["codes"].shape[0]
+  permutation = negatives.rel_swap_permutation(batch)
+  apply = lambda *a, **k: model.apply({"params": params}, *a, **k)
+  condition = apply(inputs["text_ids"], inputs["control_codes"], inputs["text_features"],
+                    method=model.embed_condition)
+  swapped = _swap(condition, permutation)
+  passes_condition = jnp.stack([condition, swapped, condition], axis=1)
+  passes_video = jnp.stack([inputs["masked"], inputs["masked"], inputs["masked_negative"]],
+                           axis=1)
+  logits, rel, vid = apply(passes_condition, passes_video, vocab_passes=1)
+  msm, msm_acc, masked_count = losses.msm_loss(logits[:, 0], inputs["codes"], inputs["keep"])
+  weights = ~masking.fully_masked(inputs["keep"])
+  rel_loss, rel_acc = losses.pair_bce_loss(rel[:, 0], rel[:, 1], weights)
+  vid_loss, vid_acc = losses.pair_bce_loss(vid[:, 0], vid[:, 2], weights)
+  total = settings.beta_msm * msm + settings.beta_rel * rel_loss + settings.beta_vid * vid_loss
+  return total, {"loss": total, "msm_loss": msm, "msm_accuracy": msm_acc, "rel_loss": rel_loss,
+                 "rel_accuracy": rel_acc, "vid_loss": vid_loss, "vid_accuracy": vid_acc,
+                 "masked_tokens": masked_count}
+
+
+def artv_targets(layout: Layout, inputs: dict) -> tuple[jax.Array, jax.Array | None]:
+  """Text targets with position-specific pad ids; control targets with [SEP] when inserted."""
+  text_ids = inputs["text_ids"]
+  pad_ids = layout.text_vocab_size + jnp.arange(layout.text_len, dtype=text_ids.dtype)
+  text_targets = jnp.where(text_ids == 0, pad_ids, text_ids)
+  control_targets = None
+  if layout.num_controls:
+    codes = inputs["control_codes"].reshape(text_ids.shape[0], layout.num_controls, -1)
+    if layout.insert_sep:
+      sep = jnp.full(codes.shape[:2] + (1,), layout.sep_id, codes.dtype)
+      codes = jnp.concatenate([codes, sep], axis=2)
+    control_targets = codes.reshape(text_ids.shape[0], -1)
+  return text_targets, control_targets
+
+
+def artv_step_loss(model, params, inputs: dict, settings: StepSettings):
+  logits = model.apply({"params": params}, inputs["text_ids"], inputs["control_codes"],
+                       inputs["codes"])
+  text_targets, control_targets = artv_targets(model.layout, inputs)
+  loss, metrics = losses.artv_loss(logits, text_targets, control_targets, inputs["codes"],
+                                   settings.artv_video_weight)
+  return loss, {"loss": loss, **metrics}
+
+
+def make_train_step(model, layout: Layout, settings: StepSettings, base_key: jax.Array,
+                    schedule=None):
+  """(state, batch, frozen=(tokenizer, text_encoder)) -> (state, metrics); jit it outside."""
+  loss_fn = artv_step_loss if settings.objective == "artv" else mmvid_loss
+
+  def train_step(state: TrainState, batch: dict, frozen):
+    tokenizer, text_encoder = frozen
+    key = jax.random.fold_in(base_key, state.step)
+    inputs = prepare_inputs(layout, settings, tokenizer, text_encoder, batch, key)
+    grad_fn = jax.value_and_grad(lambda p: loss_fn(model, p, inputs, settings), has_aux=True)
+    (_, metrics), grads = grad_fn(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+    if schedule is not None:
+      metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_eval_step(model, layout: Layout, settings: StepSettings):
+  """(params, batch, frozen, key) -> metric sums over the batch (fixed masks from `key`)."""
+  loss_fn = artv_step_loss if settings.objective == "artv" else mmvid_loss
+
+  def eval_step(params, batch: dict, frozen, key):
+    tokenizer, text_encoder = frozen
+    inputs = prepare_inputs(layout, settings, tokenizer, text_encoder, batch, key, train=False)
+    _, metrics = loss_fn(model, params, inputs, settings)
+    return metrics
+
+  return eval_step
