@@ -151,6 +151,32 @@ def test_unreadable_nodelist():
     first_slurm_host("gpu[003-005")
 
 
+def test_initializing_after_devices_are_in_use_is_refused(monkeypatch):
+  import jax
+  jax.devices()  # The backend of this test process is up.
+  monkeypatch.setattr(distributed, "_process_info", None)
+  with pytest.raises(RuntimeError, match="before anything touches a JAX device"):
+    distributed.maybe_initialize(env={"MMVID_COORDINATOR": "localhost:1",
+                                      "MMVID_NUM_PROCESSES": "2", "MMVID_PROCESS_ID": "0"})
+  assert not jax.distributed.is_initialized()
+
+
+def test_failed_cluster_detection_is_one_clear_line():
+  code = ("from mmvid_jax.errors import UserError\n"
+          "from mmvid_jax.infra import distributed\n"
+          "try:\n  distributed.maybe_initialize()\n"
+          "except UserError as e:\n  print('USER ERROR', e)\n")
+  env = {key: value for key, value in os.environ.items()
+         if not key.startswith(("MMVID_", "SLURM_", "OMPI_", "TPU_", "MEGASCALE_", "CLOUD_TPU"))}
+  env.update(MMVID_DISTRIBUTED="auto", JAX_PLATFORMS="cpu",
+             PYTHONPATH=REPO_ROOT + os.pathsep + env.get("PYTHONPATH", ""))
+  result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+  (line,) = [line for line in result.stdout.splitlines() if line.startswith("USER ERROR")]
+  assert "jax.distributed.initialize failed (MMVID_DISTRIBUTED=auto)" in line
+  assert "Fix:" in line and ".." not in line
+
+
 _WORKER = textwrap.dedent("""
     import json, os, sys
     import numpy as np

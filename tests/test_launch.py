@@ -339,7 +339,8 @@ def test_train_status_stop_lifecycle_on_a_fake_worker(fake_env):
 
 
 def test_slurm_dry_run_prints_the_srun_command(fake_env):
-  env = {**fake_env, "DRY_RUN": "1", "WORKDIR": "/shared/runs/a", "CONFIG": "configs/shapes.py:tiny"}
+  env = {**fake_env, "DRY_RUN": "1", "WORKDIR": "/shared/runs/a",
+         "CONFIG": "configs/shapes.py:tiny"}
   result = _run(["--config.seed=2"], env, script=SLURM)
   (line,) = result.stdout.splitlines()
   assert line == ("+ srun --ntasks-per-node=1 --kill-on-bad-exit=1 --cpu-bind=none "

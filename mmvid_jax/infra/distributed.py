@@ -83,7 +83,10 @@ def _parse_int(value: Any, name: str) -> int | None:
 
 
 def first_slurm_host(nodelist: str) -> str:
-  """First host of a SLURM hostlist: 'gpu[003-005,9],cpu1' -> 'gpu003', 'r[1-2]-n[07-08]' -> 'r1-n07'."""
+  """First host of a SLURM hostlist.
+
+  'gpu[003-005,9],cpu1' -> 'gpu003', 'r[1-2]-n[07-08]' -> 'r1-n07'.
+  """
   host, depth, bracket = [], 0, []
   for char in nodelist.strip():
     if char == "[":
@@ -251,7 +254,7 @@ def maybe_initialize(coordinator_address: str | None = None, num_processes: int 
   try:
     jax.distributed.initialize(**kwargs)
   except (ValueError, RuntimeError, TimeoutError, ConnectionError) as e:
-    detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    detail = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
     raise UserError(f"jax.distributed.initialize failed ({plan.reason}): {detail}. Fix: check that "
                     "every process started and can reach the coordinator, or "
                     f"{_HOW_TO_FIX}.") from e
