@@ -296,8 +296,8 @@ cmd_status() {
   tpu_flags
   run gcloud compute tpus tpu-vm describe "$NAME" "${TPU_FLAGS[@]}" \
     --format='value(state,acceleratorType)'
-  ssh_workers all "cd $(remote_dir) 2>/dev/null && if $RUNNING; \
-then echo \"\$(hostname): running (pid \$pid)\"; else echo \"\$(hostname): no run\"; fi"
+  ssh_workers all "if ! cd $(remote_dir) 2>/dev/null; then echo \"\$(hostname): not installed\"; \
+elif $RUNNING; then echo \"\$(hostname): running (pid \$pid)\"; else echo \"\$(hostname): no run\"; fi"
 }
 
 cmd_stop() {

@@ -314,6 +314,7 @@ def test_train_status_stop_lifecycle_on_a_fake_worker(fake_env):
   trainer.chmod(0o755)
   log, pid_file = remote / "logs" / "train.log", remote / "logs" / "train.pid"
   train = [*BASE, "train", "--workdir=gs://bucket/run 1", "--config.seed=4"]
+  assert "not installed" in _run([*BASE, "status", "--remote-dir=elsewhere"], env).stdout
   try:
     started = _run(train, env)
     assert "started pid" in started.stdout
