@@ -103,33 +103,49 @@ def _tfds_source(config, split, workdir, training, process_index, process_count)
 
 
 def _stream_source(config, split, training, start_element, process_index, process_count):
-  """Clips generated on the fly: the train split never ends; others are their fixed clips."""
+  """Clips generated on the fly: the train split never ends; others are their fixed clips.
+
+  Whole generator blocks are made in parallel threads (numpy releases the GIL for most of
+  the rendering) and then split into clips, in a fixed order.
+  """
   tf = _tf()
   spec = shapes_generator.ShapesSpec.from_config(config.data)
-  size, frames = spec.image_size, spec.clip_frames
+  size, frames, block = spec.image_size, spec.clip_frames, shapes_generator.BLOCK_SIZE
   if split == "train" and training:
-    def generate():
-      yield from shapes_generator.iter_examples(spec, split, start_element,
-                                                block_stride=process_count,
-                                                block_offset=process_index)
+    # This process's own sequence: blocks process_index, process_index + count, ...
+    first_block, skip = divmod(start_element, block)
+    ids = tf.data.Dataset.range(first_block, 2**62).map(
+        lambda b: b * process_count + process_index)
+    take = -1
   else:
     total = _split_size(config, split)
-    low = total * process_index // process_count
+    low = total * process_index // process_count + start_element
     high = total * (process_index + 1) // process_count
+    first_block, skip = divmod(low, block)
+    ids = tf.data.Dataset.range(first_block, max(first_block, -(-high // block)))
+    take = max(0, high - low)
 
-    def generate():
-      yield from shapes_generator.iter_examples(spec, split, low + start_element, high)
-  image = tf.TensorSpec((size, size, 3), tf.uint8)
+  def generate(block_index):
+    clips = shapes_generator.generate_block(spec, split, int(block_index))
+    clips["caption"] = np.array([c.encode("utf-8") for c in clips["caption"]], dtype=object)
+    yield clips
+
+  image = tf.TensorSpec((block, size, size, 3), tf.uint8)
   signature = {
-      "index": tf.TensorSpec((), tf.int64),
-      "video": tf.TensorSpec((frames, size, size, 3), tf.uint8),
-      "caption": tf.TensorSpec((), tf.string),
-      "attributes": tf.TensorSpec((4,), tf.int32),
-      "centers": tf.TensorSpec((frames, 2), tf.float32),
-      "boxes": tf.TensorSpec((frames, 4), tf.float32),
+      "index": tf.TensorSpec((block,), tf.int64),
+      "video": tf.TensorSpec((block, frames, size, size, 3), tf.uint8),
+      "caption": tf.TensorSpec((block,), tf.string),
+      "attributes": tf.TensorSpec((block, 4), tf.int32),
+      "centers": tf.TensorSpec((block, frames, 2), tf.float32),
+      "boxes": tf.TensorSpec((block, frames, 4), tf.float32),
       **{key: image for key in _IMAGE_KEYS},
   }
-  return tf.data.Dataset.from_generator(generate, output_signature=signature), lambda x: x
+  workers = max(1, min(4, os.cpu_count() or 1))
+  ds = ids.interleave(
+      lambda b: tf.data.Dataset.from_generator(generate, args=(b,), output_signature=signature),
+      cycle_length=workers, block_length=1, num_parallel_calls=workers, deterministic=True)
+  ds = ds.unbatch().skip(skip).take(take)
+  return ds, lambda x: x
 
 
 def _resize_square(tf, images, size: int):
