@@ -33,6 +33,7 @@ def test_no_environment_is_a_single_process_and_initializes_nothing():
   assert distributed.maybe_initialize(env={}) is info  # Idempotent.
   assert not __import__("jax").distributed.is_initialized()
   assert distributed.is_main_process()
+  distributed.barrier("single-process")  # One process: returns at once.
 
 
 @pytest.mark.parametrize("env", [
@@ -178,7 +179,7 @@ def test_failed_cluster_detection_is_one_clear_line():
 
 
 _WORKER = textwrap.dedent("""
-    import json, os, sys
+    import json, os, sys, time
     import numpy as np
     from mmvid_jax.infra import distributed
 
@@ -202,11 +203,17 @@ _WORKER = textwrap.dedent("""
     global_array = jax.make_array_from_process_local_data(sharding, local, (4, 3))
     total = jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, P()))(global_array)
     column_sums = jax.jit(lambda x: x.sum(0), out_shardings=NamedSharding(mesh, P()))(global_array)
+    # Process 0 writes late; after the barrier process 1 must see the file.
+    if distributed.is_main_process():
+      time.sleep(0.5)
+      open("written-by-0", "w").close()
+    distributed.barrier("file-written", timeout_s=60)
+    saw_file = os.path.exists("written-by-0")
     print("RESULT " + json.dumps(dict(
         index=info.process_index, count=info.process_count, method=info.method,
         main=distributed.is_main_process(), devices=jax.device_count(),
         local_devices=jax.local_device_count(), shape=list(global_array.shape),
-        total=float(total.addressable_data(0)),
+        total=float(total.addressable_data(0)), saw_file=saw_file,
         column_sums=np.asarray(column_sums.addressable_data(0)).tolist())), flush=True)
 """)
 
@@ -255,3 +262,4 @@ def test_two_processes_on_localhost_sum_a_global_array(tmp_path, mode):
     assert result["shape"] == [4, 3]
     assert result["total"] == sum(range(12))  # Needs data from both processes.
     assert result["column_sums"] == [18.0, 22.0, 26.0]
+    assert result["saw_file"]

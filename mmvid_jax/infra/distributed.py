@@ -265,6 +265,22 @@ def maybe_initialize(coordinator_address: str | None = None, num_processes: int 
   return _process_info
 
 
+def barrier(name: str, timeout_s: float = 3600.0) -> None:
+  """Blocks until every process has reached the barrier `name`; nothing to do for one process.
+
+  For "process 0 writes, the others wait" (building a dataset, writing config.json). It waits
+  through jax's coordination service rather than a device collective, so a long wait does not
+  run into collective time-outs. Use each name once per run.
+  """
+  if jax.process_count() == 1:
+    return
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  client = jax_distributed.global_state.client
+  if client is None:
+    raise RuntimeError("barrier() needs jax.distributed; call maybe_initialize() first.")
+  client.wait_at_barrier(f"mmvid/{name}", int(timeout_s * 1000))
+
+
 def is_main_process() -> bool:
   """True on process 0, the only one that writes logs, TensorBoard events and galleries."""
   return jax.process_index() == 0
