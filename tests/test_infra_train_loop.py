@@ -38,8 +38,7 @@ def init_state():
   return {"w": w, "opt": OPTIMIZER.init(w), "step": jnp.int32(0)}
 
 
-@jax.jit
-def _step(state, x, y, step):
+def _step_fn(state, x, y, step):
   # Per-step noise from fold_in(base, step): a resumed run must draw the same noise.
   noise = 0.01 * jax.random.normal(jax.random.fold_in(BASE_KEY, step), y.shape)
 
@@ -51,6 +50,9 @@ def _step(state, x, y, step):
   new_state = {"w": optax.apply_updates(state["w"], updates), "opt": opt,
                "step": state["step"] + 1}
   return new_state, {"loss": loss, "learning_rate": jnp.float32(0.1)}
+
+
+_step = jax.jit(_step_fn)
 
 
 def make_train_step(record=None, hook=None):
@@ -305,3 +307,40 @@ def test_sigterm_from_outside_saves_and_exits_zero(tmp_path):
   _, extra = checkpointer.restore(checkpoint_lib.abstract_like(init_state()))
   assert extra["step"] == step
   checkpointer.close()
+
+
+@pytest.mark.parametrize("key, value", [("log_every", 0), ("checkpoint_every", -1),
+                                        ("num_steps", 0), ("eval_every", -5)])
+def test_bad_intervals_are_config_errors(tmp_path, key, value):
+  from mmvid_jax.errors import ConfigError
+  with pytest.raises(ConfigError) as info:
+    run(tmp_path, **{"num_steps": 4, key: value})
+  assert info.value.key == f"toy.{key}"
+
+
+def test_sharded_run_matches_single_device_run(tmp_path):
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from mmvid_jax.infra import mesh as mesh_lib
+  mesh = mesh_lib.make_mesh({"data": -1, "fsdp": 1, "model": 1})
+  replicated = NamedSharding(mesh, P())
+  split = mesh_lib.batch_sharding(mesh)
+  sharded_step = jax.jit(_step_fn, in_shardings=(replicated, split, split, None),
+                         out_shardings=(replicated, replicated))
+
+  def mesh_step(state, batch, step):
+    batch = mesh_lib.shard_batch(batch, mesh)
+    assert len(batch["x"].sharding.device_set) == 8
+    return sharded_step(state, batch["x"], batch["y"], step)
+
+  single, sharded = {}, {}
+  run(tmp_path / "single", num_steps=8, train_step=make_train_step(single))
+
+  def recording(state, batch, step):
+    state, metrics = mesh_step(state, batch, step)
+    sharded[step + 1] = float(metrics["loss"])
+    return state, metrics
+
+  state = jax.device_put(init_state(), replicated)
+  run(tmp_path / "sharded", num_steps=8, state=state, train_step=recording)
+  np.testing.assert_allclose([sharded[s] for s in range(1, 9)],
+                             [single[s] for s in range(1, 9)], rtol=1e-5)

@@ -114,6 +114,12 @@ class Progress:
     else:
       logging.info("%s", self.line())
 
+  def end_line(self) -> None:
+    """On a terminal, moves off the progress line (before other output such as an error)."""
+    if self._tty:
+      self._stream.write("\n")
+      self._stream.flush()
+
   def close(self) -> None:
     """Finishes the line (terminal) or writes a last summary line."""
     elapsed = time.monotonic() - self._start

@@ -22,7 +22,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from mmvid_jax.errors import UserError
+from mmvid_jax.errors import ConfigError, UserError
 from mmvid_jax.infra import video_io
 from mmvid_jax.infra.checkpoint import Checkpointer
 from mmvid_jax.infra.logging_utils import Progress
@@ -208,6 +208,14 @@ def run_loop(*, name: str, workdir: str, state: Any, train_step: TrainStep,
   Raises `Preempted` (a clean `SystemExit(0)`) after saving when SIGTERM arrives, and
   `NonFiniteLossError` (a `UserError`) when the loss is NaN/inf, without saving that state.
   """
+  for key, value in (("num_steps", num_steps), ("log_every", log_every),
+                     ("checkpoint_every", checkpoint_every)):
+    if not isinstance(value, int) or value < 1:
+      raise ConfigError(f"{name}.{key}", f"must be a positive integer, got {value!r}",
+                        f"pass --config.{name}.{key}=<a positive integer>")
+  if not isinstance(eval_every, int) or eval_every < 0:
+    raise ConfigError(f"{name}.eval_every", f"must be 0 (only at the end) or positive, got "
+                      f"{eval_every!r}", f"pass --config.{name}.eval_every=<steps>")
   if start_step >= num_steps:
     logging.info("%s: already trained for %d/%d steps.", name, start_step, num_steps)
     return state
@@ -284,12 +292,17 @@ def run_loop(*, name: str, workdir: str, state: Any, train_step: TrainStep,
                         checkpointer.directory)
         raise Preempted(done, checkpointer.directory)
       if eval_fn is not None and ((eval_every and done % eval_every == 0) or last):
+        eval_start = time.monotonic()
         outputs = eval_fn(state, done)
         if outputs:
           _write_eval_outputs(writer, workdir, done, outputs)
+        window.start_time += time.monotonic() - eval_start  # Speed counts training only.
     checkpointer.wait_until_finished()
     progress.close()
     return state
+  except BaseException:
+    progress.end_line()  # So the error message does not land on the progress bar.
+    raise
   finally:
     stop.uninstall()
     if writer is not None:
