@@ -60,7 +60,7 @@ class VectorQuantizer(nn.Module):
     else:
       self.param_codebook = self.param("codebook", self._init_codebook, shape)
     self.usage = self.variable("vq_stats", "usage",
-                               lambda: jnp.full((self.codebook_size,), 1.0 / self.codebook_size))
+                               lambda: jnp.full((self.codebook_size,), 1.0 / self.codebook_size, jnp.float32))
 
   def codebook(self):
     codes = self.ema_codebook.value if self.ema else self.param_codebook
