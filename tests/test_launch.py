@@ -246,7 +246,10 @@ def test_missing_or_bad_settings_give_one_clear_line(fake_env, args, message):
 
 
 def test_without_gcloud_a_real_run_says_how_to_fix(fake_env, tmp_path):
-  env = {**fake_env, "PATH": f"{tmp_path / 'empty'}{os.pathsep}/usr/bin/env-not-here"}
+  tools = tmp_path / "tools"  # The tools the script uses, without gcloud.
+  tools.mkdir()
+  os.symlink(shutil.which("dirname"), tools / "dirname")
+  env = {**fake_env, "PATH": str(tools)}
   result = subprocess.run(["/bin/bash", str(TPU_VM), *BASE, "delete"], env=env,
                           capture_output=True, text=True)
   assert result.returncode == 2 and "gcloud not found" in result.stderr
