@@ -53,14 +53,21 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   import jax  # Imported late so the flags above parse quickly.
   from mmvid_jax import pipeline
+  from mmvid_jax.infra import distributed
 
   logging.set_verbosity(logging.INFO)
+  try:
+    distributed.maybe_initialize()  # Before anything touches a device.
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   try:
     config = _CONFIG.value
     experiment = config.experiment  # A config file that failed to load raises here.
   except _FLAG_ERRORS as e:
     _exit_with_flag_error(e)
-  workdir = os.path.abspath(_WORKDIR.value)
+  # Remote workdirs (gs://...) are used as given; local ones are made absolute.
+  workdir = _WORKDIR.value if "://" in _WORKDIR.value else os.path.abspath(_WORKDIR.value)
   logging.info("mmvid-jax: config %s, workdir %s, %d %s device(s).", experiment,
                workdir, jax.device_count(), jax.default_backend())
   try:

@@ -10,9 +10,12 @@ import json
 import os
 
 from absl import logging
+from etils import epath
+import jax
 import ml_collections
 
 from mmvid_jax import configuration
+from mmvid_jax.errors import UserError
 
 ORDER = ("data", "tokenizer", "transformer", "sample", "evaluate")
 
@@ -32,23 +35,20 @@ def selected_stages(stage: str) -> tuple[str, ...]:
 
 
 def save_resolved_config(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """Writes the resolved config into the workdir (readable JSON, and the repr for humans)."""
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, "config.json")
-  with open(path + ".tmp", "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  os.replace(path + ".tmp", path)
-  return path
+  """Writes the resolved config as WORKDIR/config.json (process 0 only; local or gs:// paths)."""
+  path = epath.Path(workdir) / "config.json"
+  if jax.process_index() == 0:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+  return os.fspath(path)
 
 
 def load_resolved_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    from mmvid_jax.errors import UserError
+  path = epath.Path(workdir) / "config.json"
+  if not path.exists():
     raise UserError(f"{workdir!r} holds no config.json: it is not an mmvid-jax workdir. "
                     "Fix: pass the --workdir of a run made with `python -m mmvid_jax.main`.")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, num_devices: int = 1) -> list[str]:
