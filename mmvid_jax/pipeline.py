@@ -16,6 +16,7 @@ import ml_collections
 
 from mmvid_jax import configuration
 from mmvid_jax.errors import UserError
+from mmvid_jax.infra import distributed
 
 ORDER = ("data", "tokenizer", "transformer", "sample", "evaluate")
 
@@ -55,6 +56,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, num_devices: int = 1) -
   """Runs the selected stages; returns the names of the stages that ran or were skipped."""
   configuration.validate(config, num_devices=num_devices)
   save_resolved_config(config, workdir)
+  distributed.barrier("config-written")
   done = []
   for name in selected_stages(config.stage):
     module_name = STAGE_MODULES[name]
@@ -64,10 +66,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, num_devices: int = 1) -
                       "Stages not built yet: %s.", name, ", ".join(missing))
       break
     stage = importlib.import_module(module_name)
+    # The data stage writes shared files (dataset, text model): process 0 builds, the rest wait.
+    builds_here = name != "data" or jax.process_index() == 0
     if stage.is_complete(config, workdir):
       logging.info("Stage %s: already complete in %s, skipping.", name, workdir)
-    else:
+    elif builds_here:
       logging.info("Stage %s: running.", name)
       stage.run(config, workdir)
+    if name == "data":
+      distributed.barrier("data-built")
     done.append(name)
   return done
