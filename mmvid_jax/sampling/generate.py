@@ -224,3 +224,23 @@ def interpolate_videos(bundle, video_tokenizer, text_ids, controls, videos, key,
                                         tokens, key, num_frames=layout.num_frames,
                                         levels=int(levels))
   return tokens_to_video(video_tokenizer, tokens.reshape(tokens.shape[0], -1), layout)
+
+
+def generate_in_batches(bundle, video_tokenizer, text_ids, controls, key, *, batch_size: int,
+                        progress=None, **kwargs):
+  """`generate_videos` over many rows in fixed-size batches (the last one padded, so one
+  compilation serves all). Returns (uint8 videos (M, ...), info dict of (M,) arrays)."""
+  text_ids = np.asarray(text_ids, np.int32)
+  total = text_ids.shape[0]
+  videos, infos = [], []
+  for index, start in enumerate(range(0, total, batch_size)):
+    rows = np.arange(start, start + batch_size).clip(max=total - 1)
+    batch_controls = None if controls is None else np.asarray(controls)[rows]
+    out, info = generate_videos(bundle, video_tokenizer, text_ids[rows], batch_controls,
+                                jax.random.fold_in(key, index), return_info=True, **kwargs)
+    valid = min(batch_size, total - start)
+    videos.append(out[:valid])
+    infos.append({k: v[:valid] for k, v in info.items()})
+    if progress is not None:
+      progress.update(valid)
+  return np.concatenate(videos), {k: np.concatenate([i[k] for i in infos]) for k in infos[0]}
