@@ -163,12 +163,18 @@ def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> m
 def _sample(tiny: bool) -> ml_collections.ConfigDict:
   s = ml_collections.ConfigDict()
   s.decoder = "mask_predict"  # "mask_predict" | "maskgit" | "ar"
-  s.steps = 20
-  s.num_candidates = 1  # B in MMVID's reranking
-  s.dynamic_stop = False
-  s.cfg_scale = 0.0
+  s.steps = 20 if not tiny else 8
+  s.num_candidates = 1  # B in MMVID's reranking (candidate masks per step)
+  s.dynamic_stop = False  # keep the best REL/VID-scored video, stop after 5 flat steps
+  # Where candidates are scored: "completed" (their finished videos) or "masked" (MMVID's code).
+  s.score_on = "completed"
+  s.cfg_scale = 0.0  # classifier-free guidance from the null caption; 0 = off
+  s.temperature = 1.0  # MaskGIT / ART-V softmax temperature
+  s.top_k = 0  # ART-V top-k filter; 0 = off
+  s.choice_temperature = 4.5  # MaskGIT re-masking noise
   s.num_samples = 2 if tiny else 4
   s.num_prompts = 2 if tiny else 8
+  s.batch_size = 8
   return s
 
 

@@ -112,6 +112,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
       raise ConfigError(f"data.{key}", f"directory {path!r} does not exist",
                         f"point --config.data.{key} at the folder that holds the dataset")
 
+  if "sample" in config:
+    _check_sample(config)
   if "evaluate" in config:
     _check_evaluate(config)
 
@@ -153,6 +155,31 @@ def _check_transformer(config: ml_collections.ConfigDict) -> None:
   except UserError as e:  # Names the bad entry.
     raise ConfigError("transformer.controls", str(e).split(". Fix")[0].split(": ", 1)[-1],
                       "write '<source>:<mode>' with a known erasing mode") from None
+
+
+def _check_sample(config: ml_collections.ConfigDict) -> None:
+  """The sample section: decoder name and its options, test prompts available."""
+  s = config.sample
+  decoders = ("mask_predict", "maskgit", "ar")
+  if s.get("decoder", "mask_predict") not in decoders:
+    raise ConfigError("sample.decoder", f"unknown decoder {s.decoder!r}",
+                      f"use one of {', '.join(decoders)}")
+  if s.get("num_candidates", 1) > 1 and s.get("decoder", "mask_predict") != "mask_predict":
+    raise ConfigError("sample.num_candidates", f"is {s.num_candidates} but only mask_predict "
+                      "reranks candidates", "set it to 1 or use decoder mask_predict")
+  if s.get("score_on", "completed") not in ("completed", "masked"):
+    raise ConfigError("sample.score_on", f"unknown value {s.score_on!r}", "use completed or masked")
+  for key in ("temperature", "batch_size", "num_prompts"):
+    if key in s and not s[key] > 0:
+      raise ConfigError(f"sample.{key}", f"must be positive, got {s[key]!r}",
+                        f"pass --config.sample.{key}=<a positive value>")
+  if s.get("top_k", 0) < 0 or s.get("cfg_scale", 0.0) < 0:
+    raise ConfigError("sample.cfg_scale" if s.get("cfg_scale", 0.0) < 0 else "sample.top_k",
+                      "must be >= 0", "use 0 to turn it off")
+  num_test = config.get("data", {}).get("num_test")
+  if num_test is not None and s.get("num_prompts", 1) > num_test:
+    raise ConfigError("sample.num_prompts", f"{s.num_prompts} prompts but the test split has "
+                      f"{num_test} clips", f"lower it to at most {num_test}")
 
 
 def _check_evaluate(config: ml_collections.ConfigDict) -> None:
