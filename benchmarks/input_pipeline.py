@@ -1,7 +1,7 @@
 """Input pipeline throughput: raw Moving Shapes generator and make_dataset (tfds, stream).
 
     python benchmarks/input_pipeline.py                    # tiny and default configs
-    python benchmarks/input_pipeline.py --configs=tiny --batches=20
+    python benchmarks/input_pipeline.py --configs=tiny --clips=512
 
 Builds the TFDS dataset it reads into a temporary workdir (with --num_train clips, so the
 build stays short; read speed does not depend on the split size) unless --workdir is given.
@@ -42,11 +42,13 @@ def generator_rate(config, blocks: int) -> float:
   return blocks * shapes_generator.BLOCK_SIZE / (time.perf_counter() - start)
 
 
-def pipeline_rate(config, workdir: str, batch_size: int, batches: int, warmup: int) -> float:
+def pipeline_rate(config, workdir: str, batch_size: int, clips: int, warmup: int) -> float:
+  """Clips/s over at least `clips` clips, after `warmup` clips (start-up, first blocks)."""
   it = pipeline.make_dataset(config, "train", workdir, batch_size=batch_size, deterministic=False,
                              process_index=0, process_count=1)
-  for _ in range(warmup):
+  for _ in range(-(-warmup // batch_size)):
     next(it)
+  batches = -(-clips // batch_size)
   start = time.perf_counter()
   for _ in range(batches):
     next(it)
@@ -59,8 +61,8 @@ def main():
   parser.add_argument("--sources", default="tfds,stream")
   parser.add_argument("--backgrounds", default="plain,random")
   parser.add_argument("--num_train", type=int, default=1024)
-  parser.add_argument("--batches", type=int, default=30)
-  parser.add_argument("--warmup", type=int, default=5)
+  parser.add_argument("--clips", type=int, default=1024, help="clips timed per pipeline run")
+  parser.add_argument("--warmup", type=int, default=256, help="clips read before timing")
   parser.add_argument("--generator_blocks", type=int, default=8)
   parser.add_argument("--workdir", default="")
   args = parser.parse_args()
@@ -81,7 +83,7 @@ def main():
           start = time.perf_counter()
           stage.run(config, workdir)
           print(f"{label} data stage ({source}) built in {time.perf_counter() - start:.1f} s")
-        rate = pipeline_rate(config, workdir, batch, args.batches, args.warmup)
+        rate = pipeline_rate(config, workdir, batch, args.clips, args.warmup)
         print(f"{label} pipeline {source:6s} {rate:8.0f} clips/s  (batch {batch}, "
               f"{d.num_frames} frames of {d.image_size}px)")
 

@@ -220,3 +220,14 @@ def test_config_checks_name_the_key(key, value, match):
   config[section][name] = value
   with pytest.raises(ConfigError, match=match):
     configuration.validate(config)
+
+
+def test_abandoned_iterator_stops_its_thread(workdir):
+  import gc
+  iterator = pipeline.make_dataset(tiny_config(), "train", workdir, batch_size=4, deterministic=False)
+  next(iterator)
+  thread = iterator._thread
+  del iterator
+  gc.collect()
+  thread.join(timeout=10)
+  assert not thread.is_alive()

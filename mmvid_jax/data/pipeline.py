@@ -32,7 +32,7 @@ SOURCES = ("tfds", "stream")
 _IMAGE_KEYS = ("background", "same_color", "same_shape")
 
 
-def _tf():
+def import_tensorflow():
   """TensorFlow for data only: it must never see (or grab memory on) an accelerator."""
   import tensorflow as tf
   try:
@@ -77,7 +77,7 @@ def _tfds_source(config, split, workdir, training, process_index, process_count)
   """Raw TFDS examples (image tensors still zlib-encoded) and their decode function."""
   import tensorflow_datasets as tfds
   from mmvid_jax.data import shapes_tfds
-  tf = _tf()
+  import_tensorflow()  # Hide accelerators before TFDS starts TensorFlow.
   builder = shapes_tfds.built_builder(config, workdir)
   local_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
   # Stored in clip order; training reads shards interleaved and shuffles on top.
@@ -98,7 +98,6 @@ def _tfds_source(config, split, workdir, training, process_index, process_count)
       example[key] = features[key].decode_example(example[key])
     return example
 
-  del tf
   return ds, decode
 
 
@@ -108,7 +107,7 @@ def _stream_source(config, split, training, start_element, process_index, proces
   Whole generator blocks are made in parallel threads (numpy releases the GIL for most of
   the rendering) and then split into clips, in a fixed order.
   """
-  tf = _tf()
+  tf = import_tensorflow()
   spec = shapes_generator.ShapesSpec.from_config(config.data)
   size, frames, block = spec.image_size, spec.clip_frames, shapes_generator.BLOCK_SIZE
   if split == "train" and training:
@@ -164,7 +163,7 @@ def _resize_square(tf, images, size: int):
 
 def _element_fn(config, decode, sources, training: bool, seed_base: int):
   """Per-clip work: decode, sample frames, resize, gather controls."""
-  tf = _tf()
+  tf = import_tensorflow()
   data = config.data
   num_frames, step = int(data.num_frames), int(data.frame_step)
   needed = (num_frames - 1) * step + 1
@@ -216,7 +215,7 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   _check_request(config, split, batch_size, process_count)
   sources = control_sources(config)
   tokenizer = text.get_text_tokenizer(config, workdir)
-  tf = _tf()
+  tf = import_tensorflow()
   training = not deterministic
   local_batch = batch_size // process_count
   start_element = int(start_step) * local_batch
@@ -253,23 +252,21 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
 
 
 class _Prefetch:
-  """Runs a batch iterator in a background thread (text work overlaps the train step)."""
+  """Runs a batch iterator in a background thread (text work overlaps the train step).
+
+  The thread stops when this object is closed or garbage collected, so abandoned
+  iterators (an evaluation that takes only a few batches) do not pile up.
+  """
 
   _DONE = object()
 
   def __init__(self, iterator, size: int):
     self._queue = queue.Queue(maxsize=max(1, size))
-    self._thread = threading.Thread(target=self._fill, args=(iterator,), daemon=True)
+    self._stop = threading.Event()
+    # The thread must not hold `self`, or this object would never be collected.
+    self._thread = threading.Thread(target=_fill, args=(iterator, self._queue, self._stop),
+                                    daemon=True)
     self._thread.start()
-
-  def _fill(self, iterator):
-    try:
-      for item in iterator:
-        self._queue.put(item)
-    except BaseException as e:  # Re-raised in the consumer thread.
-      self._queue.put(e)
-      return
-    self._queue.put(self._DONE)
 
   def __iter__(self):
     return self
@@ -282,6 +279,32 @@ class _Prefetch:
     if isinstance(item, BaseException):
       raise item
     return item
+
+  def close(self):
+    self._stop.set()
+
+  def __del__(self):
+    self._stop.set()
+
+
+def _fill(iterator, out: queue.Queue, stop: threading.Event):
+  def put(item) -> bool:
+    while not stop.is_set():
+      try:
+        out.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  try:
+    for item in iterator:
+      if not put(item):
+        return
+  except BaseException as e:  # Re-raised in the consumer thread.
+    put(e)
+    return
+  put(_Prefetch._DONE)
 
 
 def _prefetch(iterator, size: int):

@@ -114,6 +114,8 @@ def is_built(config, workdir: str) -> bool:
 
 def build(config, workdir: str) -> Shapes:
   """Generates and writes the dataset (no-op when already there)."""
+  from mmvid_jax.data.pipeline import import_tensorflow
+  import_tensorflow()  # TensorFlow must not see an accelerator, also while building.
   builder = get_builder(config, workdir)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(verify_ssl=False, try_download_gcs=False))

@@ -50,7 +50,7 @@ def run(config, workdir: str) -> None:
   if _needs_tfds(config):
     from mmvid_jax.data import shapes_tfds
     import tensorflow_datasets as tfds
-    pipeline._tf()  # Hide accelerators from TensorFlow before it starts.
+    pipeline.import_tensorflow()  # Hide accelerators from TensorFlow before it starts.
     tfds.disable_progress_bar()
     builder = shapes_tfds.build(config, workdir)
     splits = {name: info.num_examples for name, info in builder.info.splits.items()}
