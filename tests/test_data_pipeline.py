@@ -231,3 +231,20 @@ def test_abandoned_iterator_stops_its_thread(workdir):
   gc.collect()
   thread.join(timeout=10)
   assert not thread.is_alive()
+
+
+def test_resize_and_crop_maps_pixels_and_centres():
+  tf = pipeline.import_tensorflow()
+  attributes = np.array([[0, 0, 1, 2]])
+  video, centers, _ = shapes.render_clips(attributes, np.array([[40.0, 30.0]]), 2, 64)
+  wide = np.concatenate([np.zeros((1, 2, 64, 16, 3), np.uint8), video[0:1],
+                         np.zeros((1, 2, 64, 16, 3), np.uint8)], axis=3)[0]  # 64 x 96.
+  out, (scale, top, left) = pipeline._resize_square(tf, tf.constant(wide), 32)
+  out = out.numpy()
+  assert out.shape == (2, 32, 32, 3) and out.dtype == np.uint8
+  expected = (centers[0] + [0, 16]) * scale - [top, left]
+  weight = out[..., 0].astype(np.float32)
+  grid = np.arange(32) + 0.5
+  cy = (weight * grid[None, :, None]).sum((1, 2)) / weight.sum((1, 2))
+  cx = (weight * grid[None, None, :]).sum((1, 2)) / weight.sum((1, 2))
+  np.testing.assert_allclose(np.stack([cy, cx], -1), expected, atol=0.3)

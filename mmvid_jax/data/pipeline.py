@@ -180,12 +180,22 @@ def _element_fn(config, decode, sources, training: bool, seed_base: int):
       start, other = tf.constant(0, tf.int32), clip_frames // 2
     frame_index = start + step * tf.range(num_frames)
     frames, (scale, top, left) = _resize_square(tf, tf.gather(video, frame_index), data.image_size)
-    centers = tf.gather(example["centers"], frame_index) * scale - tf.constant([top, left], tf.float32)
-    out = {"video": frames, "attributes": tf.cast(example["attributes"], tf.int32),
-           "centers": tf.cast(centers, tf.float32), "caption": example["caption"]}
+    out = {"video": frames, "caption": example["caption"]}
+    # Ground truth only where the dataset has it (Shapes).
+    if "attributes" in example:
+      out["attributes"] = tf.cast(example["attributes"], tf.int32)
+    if "centers" in example:
+      offset = tf.constant([top, left], tf.float32)
+      centers = tf.gather(example["centers"], frame_index) * scale - offset
+      out["centers"] = tf.cast(centers, tf.float32)
     if sources:
       images = {"first_frame": video[start], "random_frame": video[other],
-                **{key: example[key] for key in _IMAGE_KEYS}}
+                **{key: example[key] for key in _IMAGE_KEYS if key in example}}
+      missing = [s for s in sources if s not in images]
+      if missing:
+        raise UserError(f"config.transformer.controls: control source(s) {missing} are not "
+                        f"available for dataset {data.name!r}. Fix: use first_frame or "
+                        "random_frame.")
       controls = tf.stack([images[s] for s in sources])
       out["controls"] = _resize_square(tf, controls, data.image_size)[0]
     return out
