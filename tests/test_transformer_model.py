@@ -1,0 +1,148 @@
+"""Model: shapes, heads, multi-pass batching, last-layer pruning, scan, ART-V KV cache, losses."""
+
+from flax import linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mmvid_jax.transformer import losses
+from mmvid_jax.transformer.model import ARTVTransformer, MMVIDTransformer, count_params
+from mmvid_jax.transformer.vocab import Layout
+
+LAYOUT = Layout(codebook_size=16, text_vocab_size=10, text_len=5, num_frames=2, latent_height=2,
+                latent_width=2, num_controls=2, insert_sep=True)
+DIMS = dict(width=32, depth=2, num_heads=2, mlp_dim=64)
+
+
+def inputs(batch=2, seed=0):
+  rng = np.random.default_rng(seed)
+  text = rng.integers(1, 10, (batch, 5))
+  text[:, 3:] = 0
+  controls = rng.integers(0, 17, (batch, 2, 2, 2))
+  video = rng.integers(0, 17, (batch, LAYOUT.video_len))
+  return jnp.asarray(text), jnp.asarray(controls), jnp.asarray(video)
+
+
+def init(model):
+  text, controls, video = inputs()
+  variables = model.init(jax.random.key(0), text, controls, video,
+                         method=MMVIDTransformer.tokens_to_logits)
+  return nn.unbox(variables["params"])
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_forward_shapes_passes_and_pruning(scan):
+  model = MMVIDTransformer(LAYOUT, scan_layers=scan, remat=scan, **DIMS)
+  params = init(model)
+  text, controls, video = inputs()
+  logits, rel, vid = model.apply({"params": params}, text, controls, video,
+                                 method=MMVIDTransformer.tokens_to_logits)
+  assert logits.shape == (2, LAYOUT.video_len, 16) and rel.shape == vid.shape == (2,)
+  assert np.isfinite(np.asarray(logits)).all()
+  cond = model.apply({"params": params}, text, controls, method=MMVIDTransformer.embed_condition)
+  assert cond.shape == (2, LAYOUT.condition_len, 32)
+  # Three passes per sample in one call equal three separate calls; head only on pass 0.
+  video2 = jnp.flip(video, axis=1)
+  many = model.apply({"params": params}, jnp.stack([cond, cond[::-1], cond], 1),
+                     jnp.stack([video, video, video2], 1), vocab_passes=1)
+  assert many[0].shape == (2, 1, LAYOUT.video_len, 16)
+  for p, (c, v) in enumerate([(cond, video), (cond[::-1], video), (cond, video2)]):
+    single = model.apply({"params": params}, c, v)
+    np.testing.assert_allclose(many[1][:, p], single[1], atol=1e-5)
+    np.testing.assert_allclose(many[2][:, p], single[2], atol=1e-5)
+  np.testing.assert_allclose(many[0][:, 0], logits, atol=1e-5)
+  # Pruning the last layer to [REL]/[VID] rows gives the same scores.
+  pruned = model.apply({"params": params}, cond, video, vocab_passes=0, prune_last_layer=True)
+  assert pruned[0] is None
+  np.testing.assert_allclose(pruned[1], rel, atol=1e-5)
+  np.testing.assert_allclose(pruned[2], vid, atol=1e-5)
+
+
+def test_scan_and_loop_have_the_same_parameter_count():
+  loop = count_params(init(MMVIDTransformer(LAYOUT, **DIMS)))
+  scanned = count_params(init(MMVIDTransformer(LAYOUT, scan_layers=True, **DIMS)))
+  assert loop == scanned
+
+
+def test_logical_axis_names_on_params():
+  model = MMVIDTransformer(LAYOUT, scan_layers=True, **DIMS)
+  text, controls, video = inputs()
+  boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), text, controls, video,
+                                            method=MMVIDTransformer.tokens_to_logits))
+  specs = jax.tree_util.tree_leaves(nn.get_partition_spec(boxed),
+                                    is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+  names = {axis for spec in specs for axis in spec if axis}
+  assert {"embed", "heads", "kv", "mlp", "vocab", "layers"} <= names
+
+
+def test_padding_is_position_specific():
+  model = MMVIDTransformer(LAYOUT, **DIMS)
+  params = init(model)
+  text = jnp.zeros((1, 5), jnp.int32)
+  cond = model.apply({"params": params}, text, inputs(1)[1],
+                     method=MMVIDTransformer.embed_condition)
+  pads = np.asarray(cond[0, LAYOUT.text_slice])
+  emb = np.asarray(params["text"]["text_emb"])
+  pos = np.asarray(params["text"]["text_pos"])
+  np.testing.assert_allclose(pads, emb[10:15] + pos, atol=1e-6)
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_artv_kv_cache_decode_equals_uncached_forward(scan):
+  model = ARTVTransformer(LAYOUT, scan_layers=scan, **DIMS)
+  text, controls, _ = inputs()
+  codes = jax.random.randint(jax.random.key(1), (2, LAYOUT.video_len), 0, 16)
+  variables = model.init(jax.random.key(0), text, controls, codes)
+  full = model.apply(variables, text, controls, codes)
+  assert full["text"].shape == (2, 5, LAYOUT.text_table_size)
+  assert full["control"].shape == (2, LAYOUT.control_len, LAYOUT.video_vocab_size)
+  logits, cache = model.apply(variables, text, controls, method=ARTVTransformer.prefill)
+  steps = [logits]
+  step = jax.jit(lambda c, t, i: model.apply(variables, c, t, i,
+                                             method=ARTVTransformer.decode_step))
+  for i in range(LAYOUT.video_len - 1):
+    logits, cache = step(cache, codes[:, i], jnp.asarray(i))
+    steps.append(logits)
+  np.testing.assert_allclose(jnp.stack(steps, 1), full["video"], atol=1e-4)
+
+
+def test_msm_loss_only_on_masked_tokens():
+  logits = jax.random.normal(jax.random.key(0), (2, 6, 5))
+  targets = jnp.array([[0, 1, 2, 3, 4, 0], [1, 1, 1, 1, 1, 1]])
+  keep = jnp.array([[1, 0, 1, 0, 0, 1], [1, 1, 1, 1, 1, 0]], bool)
+  loss, acc, count = losses.msm_loss(logits, targets, keep)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  expected = (ce[0, 1] + ce[0, 3] + ce[0, 4] + ce[1, 5]) / 4  # token mean over the batch
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  assert int(count) == 4 and 0 <= float(acc) <= 1
+  # Changing visible logits changes nothing.
+  moved = logits.at[0, 0].add(100.0)
+  np.testing.assert_allclose(losses.msm_loss(moved, targets, keep)[0], loss, rtol=1e-6)
+
+
+def test_pair_bce_excludes_fully_masked_samples():
+  pos, neg = jnp.array([2.0, -1.0, 5.0]), jnp.array([-3.0, 0.5, 9.0])
+  weights = jnp.array([True, True, False])
+  loss, acc = losses.pair_bce_loss(pos, neg, weights)
+  bce = lambda x, y: optax.sigmoid_binary_cross_entropy(jnp.float32(x), jnp.float32(y))
+  expected = (bce(2.0, 1.0) + bce(-3.0, 0.0) + bce(-1.0, 1.0) + bce(0.5, 0.0)) / 2
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  np.testing.assert_allclose(acc, 0.5)  # sample 0 both right, sample 1 both wrong
+  # The excluded sample's scores do not matter (MMVID's VID bug would count them).
+  np.testing.assert_allclose(losses.pair_bce_loss(pos, neg.at[2].set(-50.0), weights)[0], loss)
+  # All excluded: zero, not NaN.
+  assert float(losses.pair_bce_loss(pos, neg, jnp.zeros(3, bool))[0]) == 0.0
+
+
+def test_log_warmup_schedule_matches_deepspeed():
+  schedule = losses.log_warmup_schedule(1e-4, 5000, 1e-6)
+  np.testing.assert_allclose(schedule(0), 1e-6, rtol=1e-6)
+  np.testing.assert_allclose(schedule(1), 1e-6, rtol=1e-6)
+  np.testing.assert_allclose(schedule(100), 1e-6 + (1e-4 - 1e-6) * np.log(100) / np.log(5000),
+                             rtol=1e-5)
+  np.testing.assert_allclose(schedule(5000), 1e-4, rtol=1e-6)
+  np.testing.assert_allclose(schedule(90000), 1e-4, rtol=1e-6)
+  cosine = losses.make_schedule("cosine", 1e-3, 10, 100, 1e-6)
+  assert float(cosine(10)) == pytest.approx(1e-3) and float(cosine(100)) == pytest.approx(1e-6)
