@@ -150,3 +150,12 @@ def test_maybe_restore_starts_fresh_then_resumes(tmp_path):
   assert step == 12 and extra["data_position"] == 12
   assert float(state["params"]["w"][0, 0]) == 4.0
   ckpt.close()
+
+
+def test_a_bare_array_state_round_trips(tmp_path):
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path))
+  ckpt.save(1, jnp.arange(4.0), {"step": 1})
+  ckpt.wait_until_finished()
+  restored, _ = ckpt.restore(jax.ShapeDtypeStruct((4,), jnp.float32))
+  np.testing.assert_array_equal(np.asarray(restored), np.arange(4.0))
+  ckpt.close()

@@ -57,6 +57,19 @@ def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
   return {_path_str(path): _stored_shape(leaf) for path, leaf in leaves}
 
 
+def _is_single_leaf(tree: Any) -> bool:
+  return jax.tree_util.treedef_is_leaf(jax.tree.structure(tree))
+
+
+def _wrap(tree: Any) -> Any:
+  """Orbax's standard handler saves containers only; a bare array goes in a one-entry dict."""
+  return {"value": tree} if _is_single_leaf(tree) else tree
+
+
+def _unwrap(template: Any, tree: Any) -> Any:
+  return tree["value"] if _is_single_leaf(template) else tree
+
+
 class Checkpointer:
   """Saves and restores `(state, extra)` pairs under `directory/<step>/`.
 
@@ -98,7 +111,7 @@ class Checkpointer:
       logging.info("Checkpoint for step %d already exists in %s; not overwriting it.",
                    step, self.directory)
       return False
-    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+    args = ocp.args.Composite(state=ocp.args.StandardSave(_wrap(state)),
                               extra=ocp.args.JsonSave(extra))
     saved = self._manager.save(step, args=args, force=force)
     if saved:
@@ -144,12 +157,12 @@ class Checkpointer:
     elif step not in self._manager.all_steps():
       raise UserError(f"No checkpoint for step {step} in {self.directory} (have "
                       f"{self.all_steps()}). Fix: pick one of the saved steps.")
-    self._check_compatible(abstract_state, step)
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+    self._check_compatible(_wrap(abstract_state), step)
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(_wrap(abstract_state)),
                               extra=ocp.args.JsonRestore())
     restored = self._manager.restore(step, args=args)
     logging.info("Restored checkpoint step %d from %s.", step, self.directory)
-    return restored["state"], dict(restored["extra"] or {})
+    return _unwrap(abstract_state, restored["state"]), dict(restored["extra"] or {})
 
   def maybe_restore(self, state: Any) -> tuple[Any, int, dict[str, Any]]:
     """Resume helper: `(restored state, its step, extra)` from the latest checkpoint, or

@@ -20,6 +20,7 @@ from typing import Any
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mmvid_jax.errors import ConfigError, UserError
@@ -152,6 +153,12 @@ def _write_eval_outputs(writer, workdir: str, step: int, outputs: Mapping[str, A
     writer.flush()
 
 
+@jax.jit
+def _stack_metrics(metrics: list[Mapping[str, Any]]) -> dict[str, jax.Array]:
+  """[{name: scalar}] per step -> {name: (steps,)}, in one dispatch."""
+  return {key: jnp.stack([jnp.asarray(m[key]) for m in metrics]) for key in metrics[0]}
+
+
 class _MetricWindow:
   """Per-step metrics since the last log line; averaged when logged, checked for NaN."""
 
@@ -169,8 +176,17 @@ class _MetricWindow:
     self.metrics.append(metrics)
 
   def fetch(self) -> None:
-    """Copies the metrics to the host (this waits for the steps to finish)."""
-    self.metrics = jax.device_get(self.metrics)
+    """Copies the metrics to the host (this waits for the steps to finish).
+
+    Each metric is stacked over the window on the device first, so a window costs one
+    device-to-host copy per metric name rather than one per step (each copy is a round trip,
+    ~0.1 ms on a GPU: as long as a small train step).
+    """
+    if not any(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(self.metrics)):
+      return
+    stacked = jax.device_get(_stack_metrics(self.metrics))
+    self.metrics = [{key: values[i] for key, values in stacked.items()}
+                    for i in range(len(self.steps))]
 
   def first_non_finite(self) -> tuple[int, float] | None:
     self.fetch()
