@@ -1,0 +1,148 @@
+"""TFDS builder `mugen`: MUGEN clips rendered once at build time, so training reads pixels.
+
+One builder config per resolution and clip sampling, named `r{R}_t{T}_s{S}` (plus `_down` for
+`train_downsampled.json`), e.g. `r256_t32_s3`: frames 0, S, ..., (T-1)*S of every clip long
+enough (shorter clips are skipped and counted). Each example keeps every caption (index 0 the
+auto text, then the manual ones), the clip's characters and game events, and its id.
+Rendering runs in `num_workers` processes (default: one per core).
+
+Nothing is downloaded: `manual_dir` holds the split files (the TFDS manual-download
+convention), `asset_dir` the sprite tree and `root_dir` (optional) the clips' root. Random
+start frames without a rebuild: `config.data.source = "render"` (see `mugen_input`).
+"""
+
+import dataclasses
+import os
+
+from absl import logging
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mmvid_jax.data import mugen
+from mmvid_jax.data import mugen_data
+from mmvid_jax.errors import UserError
+
+_ZLIB = tfds.features.Encoding.ZLIB
+
+
+@dataclasses.dataclass
+class MugenConfig(tfds.core.BuilderConfig):
+  image_size: int = 256
+  num_frames: int = 32
+  frame_step: int = 3
+  downsampled_train: bool = False
+
+
+def builder_config(data_config) -> MugenConfig:
+  d = data_config
+  down = bool(d.get("use_downsampled_train", False))
+  name = f"r{d.image_size}_t{d.num_frames}_s{d.frame_step}" + ("_down" if down else "")
+  return MugenConfig(name=name, version="1.0.0", image_size=int(d.image_size),
+                     num_frames=int(d.num_frames), frame_step=int(d.frame_step),
+                     downsampled_train=down,
+                     description="MUGEN clips rendered from their game states.")
+
+
+class Mugen(tfds.core.GeneratorBasedBuilder):
+  """MUGEN (Hayes et al., 2022): CoinRun gameplay clips with auto and manual captions."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release: frames rendered with mmvid_jax.data.mugen_render."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      "Download MUGEN from https://mugen-org.github.io/download and pass the folder holding "
+      "train.json, val.json and test.json (coinrun_dataset_jsons/release) as the manual dir.")
+
+  def __init__(self, *, asset_dir: str = "", root_dir: str = "", manual_dir: str = "",
+               num_workers: int = 0, **kwargs):
+    self._asset_dir, self._root_dir, self._manual_dir = asset_dir, root_dir, manual_dir
+    self._num_workers = num_workers
+    super().__init__(**kwargs)
+
+  # TFDS looks up the builder's source file through `importlib_resources`, which is not in
+  # the pinned environment; point it at this file directly.
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    return epath.Path(__file__)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    c = self.builder_config
+    return self.dataset_info_from_configs(
+        description=__doc__,
+        features=tfds.features.FeaturesDict({
+            "id": tfds.features.Text(),
+            "video": tfds.features.Tensor(shape=(c.num_frames, c.image_size, c.image_size, 3),
+                                          dtype=np.uint8, encoding=_ZLIB),
+            "captions": tfds.features.Sequence(tfds.features.Text()),
+            "characters": tfds.features.Sequence(tfds.features.Text()),
+            "game_events": tfds.features.Sequence(tfds.features.Text()),
+            "world_theme": tfds.features.Scalar(np.int32),
+        }),
+        homepage="https://mugen-org.github.io/",
+        citation="Hayes et al., MUGEN: A Playground for Video-Audio-Text Multimodal "
+                 "Understanding and GENeration, ECCV 2022.",
+    )
+
+  def _split_generators(self, dl_manager):
+    manual_dir = self._manual_dir or str(dl_manager.manual_dir)
+    if not self._asset_dir or not os.path.isdir(self._asset_dir):
+      raise UserError(f"MUGEN asset_dir {self._asset_dir!r} is not a folder. Fix: set "
+                      "config.data.asset_dir to MUGEN's coinrun assets folder.")
+    c = self.builder_config
+    generators = {}
+    for split in mugen_data.SPLITS:
+      path = mugen_data.split_file(manual_dir, split, c.downsampled_train and split == "train")
+      clips, root = mugen_data.read_split(path, self._root_dir, manual_dir)
+      clips = mugen_data.usable(clips, c.num_frames, c.frame_step, "both",
+                                name=os.path.basename(path))
+      logging.info("MUGEN %s: rendering %d clips from %s (clips under %s).", split, len(clips),
+                   path, root)
+      generators[split] = self._generate_examples(clips)
+    return generators
+
+  def _generate_examples(self, clips):
+    c = self.builder_config
+    indices = c.frame_step * np.arange(c.num_frames)
+    tasks = ((self._asset_dir, c.image_size, clip.json_path, indices) for clip in clips)
+    workers = min(mugen.default_workers(self._num_workers), max(1, len(clips)))
+    for number, (clip, video) in enumerate(zip(clips, mugen.render_many(tasks, workers))):
+      yield number, {"id": clip.id, "video": video, "captions": list(clip.captions),
+                     "characters": list(clip.characters), "game_events": list(clip.game_events),
+                     "world_theme": clip.world_theme}
+
+
+def data_dir(config, workdir: str) -> str:
+  return config.data.data_dir or os.path.join(workdir, "tfds")
+
+
+def get_builder(config, workdir: str) -> Mugen:
+  d = config.data
+  return Mugen(config=builder_config(d), data_dir=data_dir(config, workdir),
+               asset_dir=d.asset_dir, root_dir=d.get("root_dir", ""), manual_dir=d.manual_dir,
+               num_workers=int(d.get("build_workers", 0)))
+
+
+def is_built(config, workdir: str) -> bool:
+  builder = get_builder(config, workdir)
+  return os.path.exists(os.path.join(builder.data_dir, "dataset_info.json"))
+
+
+def build(config, workdir: str) -> Mugen:
+  """Renders and writes the dataset (no-op when already there)."""
+  builder = get_builder(config, workdir)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=config.data.manual_dir, try_download_gcs=False))
+  logging.info("TFDS mugen/%s ready in %s", builder.builder_config.name, builder.data_dir)
+  return builder
+
+
+def built_builder(config, workdir: str) -> Mugen:
+  """The builder of an already built dataset, or a clear UserError saying how to build it."""
+  if not is_built(config, workdir):
+    name = builder_config(config.data).name
+    raise UserError(f"{data_dir(config, workdir)!r} holds no mugen/{name} dataset. Fix: run the "
+                    "data stage with this config (--config.stage=data), point "
+                    "--config.data.data_dir at the folder where it was built, or set "
+                    "--config.data.source=render to render clips on the fly.")
+  return get_builder(config, workdir)
