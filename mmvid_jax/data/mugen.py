@@ -78,15 +78,23 @@ def render_many(tasks, num_workers: int = 1):
   """Frames for each (asset_dir, image_size, game_json, frame_indices) task, in order.
 
   `num_workers > 1` renders in that many processes (spawned: safe beside TensorFlow); each
-  keeps its own sprite cache, so sprites are scaled once per worker.
+  keeps its own sprite cache, so sprites are scaled once per worker. Tasks are taken a few
+  at a time, so `tasks` may be an endless generator.
   """
   if num_workers <= 1:
     for task in tasks:
       yield _render_task(task)
     return
+  import collections
   import multiprocessing
   with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
-    yield from pool.imap(_render_task, tasks, chunksize=2)
+    pending = collections.deque()
+    for task in tasks:
+      pending.append(pool.apply_async(_render_task, (task,)))
+      if len(pending) >= 4 * num_workers:
+        yield pending.popleft().get()
+    while pending:
+      yield pending.popleft().get()
 
 
 def default_workers(requested: int) -> int:
