@@ -5,7 +5,9 @@
 
 Builds the TFDS dataset it reads into a temporary workdir (with --num_train clips, so the
 build stays short; read speed does not depend on the split size) unless --workdir is given.
-Prints one line per measurement: clips/s after a warm-up.
+Prints one line per measurement after a warm-up: wall-clock clips/s and clips per CPU-second
+(process CPU time over all threads). On a shared, loaded machine the second figure is the
+steadier one: for the single-threaded generator it is the one-core rate.
 """
 
 import argparse
@@ -33,26 +35,40 @@ def load_config(variant: str):
   return module.get_config(variant)
 
 
-def generator_rate(config, blocks: int) -> float:
+class Timer:
+  """Wall-clock and process CPU time of a block of work."""
+
+  def __enter__(self):
+    self.wall, self.cpu = time.perf_counter(), time.process_time()
+    return self
+
+  def __exit__(self, *exc):
+    self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+  def rates(self, clips: int) -> str:
+    return f"{clips / self.wall:8.0f} clips/s  {clips / max(self.cpu, 1e-9):8.0f} clips/CPU-s"
+
+
+def generator_rate(config, blocks: int) -> str:
   spec = shapes_generator.ShapesSpec.from_config(config.data)
   shapes_generator.generate_block(spec, "train", 0)  # Warm-up.
-  start = time.perf_counter()
-  for b in range(1, blocks + 1):
-    shapes_generator.generate_block(spec, "train", b)
-  return blocks * shapes_generator.BLOCK_SIZE / (time.perf_counter() - start)
+  with Timer() as timer:
+    for b in range(1, blocks + 1):
+      shapes_generator.generate_block(spec, "train", b)
+  return timer.rates(blocks * shapes_generator.BLOCK_SIZE)
 
 
-def pipeline_rate(config, workdir: str, batch_size: int, clips: int, warmup: int) -> float:
+def pipeline_rate(config, workdir: str, batch_size: int, clips: int, warmup: int) -> str:
   """Clips/s over at least `clips` clips, after `warmup` clips (start-up, first blocks)."""
   it = pipeline.make_dataset(config, "train", workdir, batch_size=batch_size, deterministic=False,
                              process_index=0, process_count=1)
   for _ in range(-(-warmup // batch_size)):
     next(it)
   batches = -(-clips // batch_size)
-  start = time.perf_counter()
-  for _ in range(batches):
-    next(it)
-  return batches * batch_size / (time.perf_counter() - start)
+  with Timer() as timer:
+    for _ in range(batches):
+      next(it)
+  return timer.rates(batches * batch_size)
 
 
 def main():
@@ -75,7 +91,7 @@ def main():
       config.data.num_train = args.num_train
       d = config.data
       label = f"{variant:8s} {d.image_size}px {d.clip_frames}f {background:6s}"
-      print(f"{label} generator       {generator_rate(config, args.generator_blocks):8.0f} clips/s")
+      print(f"{label} generator       {generator_rate(config, args.generator_blocks)}")
       batch = config.transformer.batch_size
       for source in args.sources.split(","):
         config.data.source = source
@@ -84,7 +100,7 @@ def main():
           stage.run(config, workdir)
           print(f"{label} data stage ({source}) built in {time.perf_counter() - start:.1f} s")
         rate = pipeline_rate(config, workdir, batch, args.clips, args.warmup)
-        print(f"{label} pipeline {source:6s} {rate:8.0f} clips/s  (batch {batch}, "
+        print(f"{label} pipeline {source:6s} {rate}  (batch {batch}, "
               f"{d.num_frames} frames of {d.image_size}px)")
 
 

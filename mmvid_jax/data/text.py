@@ -138,8 +138,12 @@ def training_captions(config) -> list[str]:
   if config.data.name == "shapes":
     from mmvid_jax.data import shapes_captions
     return shapes_captions.training_corpus()
+  if config.data.name == "mugen":
+    from mmvid_jax.data import mugen_data
+    return mugen_data.training_captions(config.data)
   raise UserError(f"config.data.name: no caption corpus for dataset {config.data.name!r}. "
-                  "Fix: use config.data.name='shapes' or config.data.text_tokenizer='bert'.")
+                  "Fix: use config.data.name='shapes' or 'mugen', or "
+                  "config.data.text_tokenizer='bert'.")
 
 
 def ensure_sentencepiece(config, workdir: str) -> str:
