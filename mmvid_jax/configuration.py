@@ -106,6 +106,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                         f"{config[section].batch_size} is not divisible by the {num_devices} devices",
                         f"use a multiple of {num_devices}")
 
+  if data.get("name") == "mugen":
+    _check_mugen_paths(data)
   for key in ("manual_dir", "asset_dir"):
     path = data.get(key)
     if path and not os.path.isdir(path):
@@ -116,6 +118,25 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     _check_sample(config)
   if "evaluate" in config:
     _check_evaluate(config)
+
+
+def _check_mugen_paths(data: ml_collections.ConfigDict) -> None:
+  """MUGEN is never downloaded at run time: both of its folders must be given."""
+  missing = [key for key in ("manual_dir", "asset_dir") if not data.get(key)]
+  if missing:
+    raise ConfigError(
+        f"data.{missing[0]}",
+        ("is not set, nor is config.data.asset_dir" if len(missing) == 2 else "is not set") +
+        "; MUGEN is not downloaded at run time (get it from https://mugen-org.github.io/download)",
+        "pass --config.data.manual_dir=<coinrun_dataset_jsons/release, holding train.json, "
+        "val.json, test.json> and --config.data.asset_dir=<coinrun/assets, holding kenney/, "
+        "kenneyLarge/, backgrounds/, bubble_shield.png>; clips are found under the split "
+        "file's data_folder or --config.data.root_dir")
+  root = data.get("root_dir")
+  if root and not os.path.isdir(root):
+    raise ConfigError("data.root_dir", f"directory {root!r} does not exist",
+                      "point it at the folder the split files' json_file paths are relative to, "
+                      "or leave it empty")
 
 
 def _check_transformer(config: ml_collections.ConfigDict) -> None:
