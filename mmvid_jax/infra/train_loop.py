@@ -12,6 +12,7 @@ with `start_step=k` and the input iterator positioned after `k` batches.
 
 from collections.abc import Callable, Iterator, Mapping
 import math
+import numbers
 import os
 import signal
 import threading
@@ -226,10 +227,10 @@ def run_loop(*, name: str, workdir: str, state: Any, train_step: TrainStep,
   """
   for key, value in (("num_steps", num_steps), ("log_every", log_every),
                      ("checkpoint_every", checkpoint_every)):
-    if not isinstance(value, int) or value < 1:
+    if not isinstance(value, numbers.Integral) or value < 1:
       raise ConfigError(f"{name}.{key}", f"must be a positive integer, got {value!r}",
                         f"pass --config.{name}.{key}=<a positive integer>")
-  if not isinstance(eval_every, int) or eval_every < 0:
+  if not isinstance(eval_every, numbers.Integral) or eval_every < 0:
     raise ConfigError(f"{name}.eval_every", f"must be 0 (only at the end) or positive, got "
                       f"{eval_every!r}", f"pass --config.{name}.eval_every=<steps>")
   if start_step >= num_steps:
