@@ -1,0 +1,140 @@
+"""Training steps (pseudo tokenizer): the loss goes down, 1 and 8 devices agree, stage errors."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from mmvid_jax.errors import UserError
+from mmvid_jax.infra import mesh as mesh_lib
+from mmvid_jax.tokenizer.pseudo import PseudoTokenizer
+from mmvid_jax.transformer import api
+from mmvid_jax.transformer import stage
+from mmvid_jax.transformer import train_step as step_lib
+from mmvid_jax.transformer import trainer
+from mmvid_jax.transformer.model import make_model
+from mmvid_jax.transformer.vocab import Layout
+
+SIZE, FRAMES, BATCH = 16, 4, 8
+TOKENIZER = PseudoTokenizer(image_size=SIZE, patch_size=4, levels=3)
+
+
+def tr_config(**overrides):
+  tr = ml_collections.ConfigDict(dict(
+      width=32, depth=2, num_heads=2, mlp_dim=64, activation="quick_gelu", dropout=0.0,
+      scan_layers=False, remat=False, text_encoder="learned", embed_init_std=0.02,
+      controls=("background:shape_4x4",), mask_ratio_schedule="mmvid",
+      msm_strategy_prob=(0.7, 0.1, 0.1, 0.1), msm_bernoulli_keep=(0.2, 0.2),
+      vid_strategy_prob=(0.25, 0.25, 0.25, 0.25), beta_msm=7.0, beta_rel=0.5, beta_vid=0.5,
+      lr_schedule="constant", learning_rate=3e-3, warmup_steps=1, min_learning_rate=1e-6,
+      grad_clip_norm=1.0))
+  tr.update(overrides)
+  return tr
+
+
+LAYOUT = Layout(TOKENIZER.codebook_size, 12, 6, FRAMES, 4, 4, num_controls=1)
+
+
+def moving_square_batch(seed=0):
+  """A coloured square moving right on a grey background, per sample its own colour/row."""
+  rng = np.random.default_rng(seed)
+  video = np.full((BATCH, FRAMES, SIZE, SIZE, 3), 128, np.uint8)
+  for b in range(BATCH):
+    colour = rng.integers(0, 256, 3)
+    row = rng.integers(0, SIZE - 4)
+    for t in range(FRAMES):
+      video[b, t, row:row + 4, 2 * t:2 * t + 4] = colour
+  text = rng.integers(1, 12, (BATCH, 6)).astype(np.int32)
+  text[:, 4:] = 0
+  return {"video": video, "text_ids": text, "controls": video[:, :1].copy()}
+
+
+def make_state(model, tx, mesh):
+  init_fn = trainer.make_init_fn(model, LAYOUT, tx, None)
+  return mesh_lib.create_sharded_state(init_fn, mesh, init_args=(jax.random.key(0),))
+
+
+def jitted_step(model, settings, state, mesh, tr):
+  replicated = mesh_lib.replicated_sharding(mesh)
+  shardings = mesh_lib.tree_shardings(state)
+  return jax.jit(step_lib.make_train_step(model, LAYOUT, settings, jax.random.key(1),
+                                          step_lib.build_schedule(tr, 100)),
+                 in_shardings=(shardings, mesh_lib.batch_sharding(mesh), replicated),
+                 out_shardings=(shardings, replicated))
+
+
+def test_loss_decreases_and_one_vs_eight_devices_agree():
+  tr = tr_config()
+  model = make_model(tr, LAYOUT)
+  settings = step_lib.settings_from_config(tr)
+  tx = step_lib.build_optimizer(tr, 100)
+  batch = moving_square_batch()
+  results = {}
+  for devices in (1, 8):
+    mesh = mesh_lib.make_mesh({"data": -1, "fsdp": 1, "model": 1}, jax.devices()[:devices])
+    state = make_state(model, tx, mesh)
+    step = jitted_step(model, settings, state, mesh, tr)
+    losses = []
+    for _ in range(2 if devices == 8 else 12):
+      state, metrics = step(state, mesh_lib.shard_batch(batch, mesh), (TOKENIZER, None))
+      losses.append(jax.device_get(metrics))
+    results[devices] = losses
+  one, eight = results[1], results[8]
+  for a, b in zip(one[:2], eight):
+    for key in ("loss", "msm_loss", "rel_loss", "vid_loss", "grad_norm"):
+      np.testing.assert_allclose(a[key], b[key], rtol=2e-4, err_msg=key)
+  assert one[-1]["loss"] < 0.8 * one[0]["loss"]
+  assert one[-1]["msm_loss"] < one[0]["msm_loss"]
+  for m in one:
+    assert set(m) >= {"loss", "msm_loss", "msm_accuracy", "rel_loss", "rel_accuracy",
+                      "vid_loss", "vid_accuracy", "learning_rate", "grad_norm"}
+  np.testing.assert_allclose(one[0]["loss"], 7 * one[0]["msm_loss"] + 0.5 * one[0]["rel_loss"]
+                             + 0.5 * one[0]["vid_loss"], rtol=1e-5)
+
+
+def test_artv_step_and_export_roundtrip(tmp_path):
+  tr = tr_config(objective="artv", controls=())
+  layout = Layout(TOKENIZER.codebook_size, 12, 6, FRAMES, 4, 4)
+  model = make_model(tr, layout)
+  settings = step_lib.settings_from_config(tr)
+  tx = step_lib.build_optimizer(tr, 100)
+  state = mesh_lib.create_sharded_state(trainer.make_init_fn(model, layout, tx, None),
+                                        mesh_lib.make_mesh({"data": 1}, jax.devices()[:1]),
+                                        init_args=(jax.random.key(0),))
+  step = jax.jit(step_lib.make_train_step(model, layout, settings, jax.random.key(1)))
+  batch = moving_square_batch()
+  first = None
+  for _ in range(5):
+    state, metrics = step(state, {k: jnp.asarray(v) for k, v in batch.items()},
+                          (TOKENIZER, None))
+    first = first if first is not None else float(metrics["loss"])
+  assert float(metrics["loss"]) < first
+  bundle = api.TransformerBundle(params=jax.device_get(state.params), text_encoder=None,
+                                 layout=layout, model=model, objective="artv")
+  api.save_transformer(str(tmp_path / "transformer" / "export"), bundle, 5, "learned")
+  loaded = api.load_transformer(str(tmp_path))
+  assert loaded.is_causal and loaded.layout == layout
+  logits, cache = loaded.prefill(loaded.params, batch["text_ids"][:2])
+  assert logits.shape == (2, TOKENIZER.codebook_size)
+  logits, _ = loaded.decode_step(loaded.params, cache, jnp.zeros(2, jnp.int32), 0)
+  assert logits.shape == (2, TOKENIZER.codebook_size)
+  with pytest.raises(UserError, match="ART-V"):
+    loaded.condition(loaded.params, batch["text_ids"][:2])
+
+
+def test_stage_without_tokenizer_is_a_clear_error(tmp_path):
+  import importlib.util
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location("shapes_cfg", os.path.join(root, "configs",
+                                                                           "shapes.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("tiny")
+  assert not stage.is_complete(config, str(tmp_path))
+  with pytest.raises(UserError, match="run --config.stage=tokenizer first"):
+    stage.run(config, str(tmp_path))
+  with pytest.raises(UserError, match="run --config.stage=transformer first"):
+    api.load_transformer(str(tmp_path))
