@@ -26,7 +26,7 @@ STAGE_MODULES: dict[str, str | None] = {
     "data": "mmvid_jax.data.stage",
     "tokenizer": None,
     "transformer": None,
-    "sample": None,
+    "sample": "mmvid_jax.sampling.stage",
     "evaluate": None,
 }
 

@@ -194,6 +194,7 @@ def run(args) -> str:
 
 def main(argv=None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(message)s")
+  log.setLevel(logging.INFO)  # our notes (resized images, missing controls) even under a host logger
   args = build_parser().parse_args(argv)
   try:
     out = run(args)
