@@ -9,6 +9,7 @@ generated flat-colour PNG with alpha (a transparent margin, a half-transparent r
 walking monster and an agent walking right then left.
 """
 
+import hashlib
 import json
 import os
 
@@ -30,8 +31,8 @@ NOSE_RGB = (10, 10, 10)
 
 def _color(name: str) -> tuple[int, int, int]:
   """A stable, distinct flat colour per sprite name."""
-  h = sum((i + 1) * ord(c) for i, c in enumerate(name))
-  return (40 + h * 37 % 200, 40 + h * 91 % 200, 40 + h * 53 % 200)
+  digest = hashlib.md5(name.encode()).digest()
+  return tuple(40 + b * 200 // 256 for b in digest[:3])
 
 
 def sprite_color(relative_path: str) -> tuple[int, int, int]:
@@ -92,7 +93,7 @@ def write_assets(asset_dir: str, size: int = 32, skip: tuple[str, ...] = ()) -> 
   return asset_dir
 
 
-def make_game(num_frames: int = 12, maze_w: int = 64, world: int = 0, speed: float = 0.3,
+def make_game(num_frames: int = 12, maze_w: int = 64, world: int = 0, speed: float = 0.5,
               seed: int = 0, killed: bool = False, power_up: bool = False,
               monster_dies: bool = False) -> dict:
   """A game-state dict: ground at rows 0-1, lava pool, coin, gem, crates, ladder, a monster.
@@ -126,7 +127,7 @@ def make_game(num_frames: int = 12, maze_w: int = 64, world: int = 0, speed: flo
       x += vx
     if abs(x - 6) < 0.5 and [6, 2] not in eaten:
       eaten.append([6, 2])
-    dead = monster_dies and t >= num_frames - 3
+    dead = monster_dies and t >= num_frames - 4
     agent = {"x": x, "y": 2.0, "vx": vx, "vy": 0.0, "time_alive": 3 * t, "ladder": False,
              "spring": 0, "is_killed": killed and t >= num_frames - 4,
              "killed_animation_frame_cnt": max(0, t - (num_frames - 4)) * 8,

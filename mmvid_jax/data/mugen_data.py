@@ -115,10 +115,11 @@ def read_split(path: str, root_dir: str = "", manual_dir: str = "") -> tuple[lis
 
 
 def usable(clips: list[Clip], num_frames: int, frame_step: int, text_source: str,
-           name: str = "") -> list[Clip]:
+           name: str = "") -> tuple[list[Clip], dict[str, int]]:
   """Drops clips too short for the sampling and, for `manual`, clips without manual text.
 
-  Each kind of skipped clip is counted in one log line.
+  Returns the kept clips and the skipped counts ({"too_short": n, "no_manual_text": m});
+  each kind of skipped clip is also counted in one log line.
   """
   if text_source not in TEXT_SOURCES:
     raise UserError(f"config.data.text_source: unknown value {text_source!r}. Fix: use one of "
@@ -138,7 +139,7 @@ def usable(clips: list[Clip], num_frames: int, frame_step: int, text_source: str
   if no_manual:
     logging.info("MUGEN %s: skipped %d of %d clips without a manual caption "
                  "(text_source='manual').", name, no_manual, len(clips))
-  return kept
+  return kept, {"too_short": short, "no_manual_text": no_manual}
 
 
 def load_clips(data_config, split: str) -> list[Clip]:
@@ -148,7 +149,7 @@ def load_clips(data_config, split: str) -> list[Clip]:
                     and split == "train")
   clips, _ = read_split(path, d.get("root_dir", ""), d.manual_dir)
   return usable(clips, int(d.num_frames), int(d.frame_step), str(d.text_source),
-                name=os.path.basename(path))
+                name=os.path.basename(path))[0]
 
 
 def caption_index(num_captions: int, text_source: str, training: bool,

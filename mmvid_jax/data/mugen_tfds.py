@@ -94,8 +94,8 @@ class Mugen(tfds.core.GeneratorBasedBuilder):
     for split in mugen_data.SPLITS:
       path = mugen_data.split_file(manual_dir, split, c.downsampled_train and split == "train")
       clips, root = mugen_data.read_split(path, self._root_dir, manual_dir)
-      clips = mugen_data.usable(clips, c.num_frames, c.frame_step, "both",
-                                name=os.path.basename(path))
+      clips, _ = mugen_data.usable(clips, c.num_frames, c.frame_step, "both",
+                                   name=os.path.basename(path))
       logging.info("MUGEN %s: rendering %d clips from %s (clips under %s).", split, len(clips),
                    path, root)
       generators[split] = self._generate_examples(clips)

@@ -1,0 +1,213 @@
+"""MUGEN renderer: geometry, poses, coins, camera, painters agree, exact Pillow blending."""
+
+import copy
+import math
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from mmvid_jax.data import mugen_game
+from mmvid_jax.data import mugen_render
+from mmvid_jax.data import mugen_sprites
+from mmvid_jax.errors import UserError
+from tests import fixtures_mugen as fx
+
+AGENT = "kenneyLarge/Players/128x256_no_helmet/Yellow/alienYellow_{}.png"
+
+
+@pytest.fixture(scope="module")
+def asset_dir(tmp_path_factory):
+  return fx.write_assets(str(tmp_path_factory.mktemp("assets")))
+
+
+def _clip(asset_dir, size, **kwargs):
+  game = mugen_game.parse_game(fx.make_game(**kwargs))
+  return mugen_render.MugenRenderer(asset_dir, size).clip(game)
+
+
+def _agent_box(clip, index):
+  """(top, left, height, width) of the agent as the state places it."""
+  frame = clip.game.frames[index]
+  k, dx = clip.k, clip.camera_dx(frame)
+  left = math.floor(k * frame.agent.x + dx)
+  top = math.floor(clip.size - k * (frame.agent.y + 1) + clip.dy)
+  return top, left, math.ceil(2 * k), math.ceil(k)
+
+
+def test_blend_matches_pillow_paste():
+  rng = np.random.default_rng(0)
+  dst = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+  src = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
+  image = Image.fromarray(dst)
+  sprite = Image.fromarray(src, "RGBA")
+  image.paste(sprite, (0, 0, 16, 16), sprite)
+  np.testing.assert_array_equal(mugen_sprites.blend(dst, src[..., :3], src[..., 3]),
+                                np.asarray(image))
+
+
+@pytest.mark.parametrize("size", [37, 64, 128])
+@pytest.mark.parametrize("kwargs", [{}, {"world": 1, "killed": True, "monster_dies": True},
+                                    {"power_up": True, "num_frames": 4}])
+def test_fast_and_direct_paint_exactly_the_reference(asset_dir, size, kwargs):
+  clip = _clip(asset_dir, size, **kwargs)
+  frames = range(clip.game.num_frames)
+  reference = clip.render(frames, "reference")
+  assert reference.shape == (len(frames), size, size, 3) and reference.dtype == np.uint8
+  np.testing.assert_array_equal(clip.render(frames, "direct"), reference)
+  np.testing.assert_array_equal(clip.render(frames, "fast"), reference)
+
+
+def test_agent_pixels_where_the_state_puts_it(asset_dir):
+  data = fx.make_game()
+  data["frames"][5]["agent"]["y"] = 4.0  # Two tiles higher (mid-jump).
+  data["frames"][5]["agent"]["vy"] = 0.3
+  clip = mugen_render.MugenRenderer(asset_dir, 128).clip(mugen_game.parse_game(data))
+  video = clip.render([2, 5])
+  # time_alive 6: the second walk pose (poses alternate every 5 ticks); vy != 0: jump.
+  for frame, index, pose in ((video[0], 2, "walk2"), (video[1], 5, "jump")):
+    assert clip.game.frames[index].agent.pose == pose
+    top, left, height, width = _agent_box(clip, index)
+    body = frame[top + height * 2 // 3, left + width // 2]
+    assert tuple(body) == fx.sprite_color(AGENT.format(pose)), (index, pose)
+  top2, _, height, _ = _agent_box(clip, 2)
+  top5, _, _, _ = _agent_box(clip, 5)
+  assert top2 - top5 == pytest.approx(2 * clip.k, abs=1)
+  # Above the agent's head (the sprite's transparent margin and beyond): no agent colour.
+  assert tuple(video[0][top2 - 2, left + width // 2]) != fx.sprite_color(AGENT.format("walk2"))
+
+
+def test_facing_flips_the_sprite(asset_dir):
+  clip = _clip(asset_dir, 128)  # Walks right, turns left at frame 9.
+  video = clip.render([4, 10])
+  darkness = []
+  for frame, index in ((video[0], 4), (video[1], 10)):
+    top, left, height, width = _agent_box(clip, index)
+    row = top + height * 3 // 8  # The nose stripe's rows.
+    right = frame[row, left + width - 2].astype(int).sum()
+    left_side = frame[row, left + 1].astype(int).sum()
+    darkness.append(left_side - right)  # > 0: the nose (dark) is on the right.
+  assert darkness[0] > 100 and darkness[1] < -100
+
+
+def test_eaten_coin_vanishes_and_comes_back_in_the_maze(asset_dir):
+  data = fx.make_game()
+  assert data["maze"][2][6] == "."  # The release quirk: eaten by the end, missing from the maze.
+  game = mugen_game.parse_game(data)
+  assert game.maze[2][6] == mugen_game.COIN
+  eaten_at = next(t for t, f in enumerate(data["frames"]) if [6, 2] in f["coins_eaten"])
+  clip = mugen_render.MugenRenderer(asset_dir, 128).clip(game)
+  coin = fx.sprite_color("kenneyLarge/Items/coinGold.png")
+  for index, visible in ((eaten_at - 1, True), (eaten_at, False)):
+    frame = clip.render([index])[0]
+    rect = clip.tile_rect(6, 2, clip.camera_dx(game.frames[index]))
+    x, y = int(rect[0] + rect[2] / 2), int(rect[1] + rect[3] * 0.7)
+    assert 0 <= x < 128
+    # The agent may overlap the coin's cell once eaten; the coin colour must be gone.
+    assert (tuple(frame[y, x]) == coin) == visible, index
+
+
+def test_camera_follows_x_only(asset_dir):
+  data = fx.make_game()
+  data["frames"][6]["agent"]["y"] = 3.5
+  data["frames"][6]["agent"]["vy"] = 0.2
+  clip = mugen_render.MugenRenderer(asset_dir, 128).clip(mugen_game.parse_game(data))
+  video = clip.render([2, 6])
+  lefts = [_agent_box(clip, i)[1] for i in (2, 6)]
+  assert lefts[0] == lefts[1]  # The agent stays at the horizontal centre.
+  ground = fx.sprite_color("kenney/Ground/Snow/snowMid.png")
+  # The ground surface stays on the same rows although the agent moved up ...
+  rows = [np.nonzero((frame == ground).all(-1).any(1))[0] for frame in video]
+  np.testing.assert_array_equal(rows[0], rows[1])
+  # ... while the crate at x=9 moves left by the agent's horizontal travel.
+  crate = fx.sprite_color("kenney/Tiles/boxCrate.png")
+  columns = [np.nonzero((frame == crate).all(-1).any(0))[0].min() for frame in video]
+  travel = (data["frames"][6]["agent"]["x"] - data["frames"][2]["agent"]["x"]) * clip.k
+  assert columns[0] - columns[1] == pytest.approx(travel, abs=1)
+
+
+def test_lava_scrolls_with_state_time(asset_dir):
+  data = fx.make_game(num_frames=3)
+  for f in data["frames"]:  # Agent standing still next to the lava pool.
+    f["agent"].update(x=11.0, vx=0.0)
+  data["frames"][0]["state_time"], data["frames"][1]["state_time"] = 0, 3
+  data["frames"][2]["state_time"] = 10  # Same scroll phase as 0.
+  video = _render_data(asset_dir, data, 128)
+  lava = video[:, 100:, 70:110]
+  assert (lava[0] != lava[1]).any()
+  np.testing.assert_array_equal(lava[0], lava[2])
+
+
+def test_dead_monster_shrinks_and_killed_agent_fades(asset_dir):
+  clip = _clip(asset_dir, 128, killed=True, monster_dies=True)
+  dead = np.array(fx.sprite_color("kenneyLarge/Enemies/slimeBlock_dead.png"))
+  heights, areas = [], []
+  for index in (8, 9, 10, 11):  # Dying counter 3, 2, 1, 0 over the last frames.
+    frame = clip.game.frames[index]
+    sprite = clip.character_items(frame, clip.camera_dx(frame))[0][0]
+    heights.append(sprite.rgb.shape[0])
+    pixels = clip.render([index])[0].astype(int)
+    areas.append(int((np.abs(pixels - dead).sum(-1) < 40).sum()))
+  assert heights[0] > heights[1] > heights[2] > heights[3] > 0
+  assert areas[0] > areas[1] > areas[2] > areas[3] > 0
+  # Killed: frames 8-11 have fade (31 - 8 t) * 12 -> not drawn, not drawn, 180, 84.
+  hit = np.array(fx.sprite_color(AGENT.format("hit")))
+  for index, drawn in ((9, False), (11, True)):
+    frame = clip.render([index])[0]
+    top, left, height, width = _agent_box(clip, index)
+    pixel = frame[top + height * 2 // 3, left + width // 2].astype(int)
+    assert (np.abs(pixel - hit).sum() < 200) == drawn
+    assert tuple(pixel) != tuple(hit)  # Never fully opaque while fading.
+
+
+def test_power_up_draws_the_shield(asset_dir):
+  shield = fx.sprite_color("bubble_shield.png")
+  plain, shielded = (_clip(asset_dir, 128, num_frames=2, power_up=p).render([1])[0]
+                     for p in (False, True))
+  assert not (plain == shield).all(-1).any() and (shielded == shield).all(-1).any()
+
+
+def _render_data(asset_dir, data, size):
+  game = mugen_game.parse_game(copy.deepcopy(data))
+  return mugen_render.MugenRenderer(asset_dir, size).render(game, range(game.num_frames))
+
+
+def test_missing_sprite_names_the_path_and_asset_dir(tmp_path):
+  asset_dir = fx.write_assets(str(tmp_path), skip=("kenney/Tiles/boxCrate.png",))
+  with pytest.raises(UserError, match=r"kenney/Tiles/boxCrate.png.*asset_dir"):
+    _render_data(asset_dir, fx.make_game(num_frames=2), 32)
+
+
+def test_missing_move_sprite_falls_back_to_the_base(tmp_path, asset_dir):
+  data = fx.make_game(num_frames=4)
+  for f in data["frames"]:
+    f["monsters"][0]["theme"] = 1  # barnacle: the fixture has no barnacle_move.png.
+  assert _render_data(asset_dir, data, 32).shape == (4, 32, 32, 3)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda d: d["frames"][3]["agent"].pop("x"), "frames[3].agent.x"),
+    (lambda d: d.__setitem__("maze", d["maze"][:5]), "maze"),
+    (lambda d: d["frames"][1]["monsters"][0].__setitem__("theme", 99), "frames[1].monsters[0].theme"),
+    (lambda d: d.__setitem__("zoom", 7.0), "zoom"),
+    (lambda d: d["frames"][0].__setitem__("coins_eaten", [[1]]), "frames[0].coins_eaten[0]"),
+])
+def test_malformed_game_state_names_file_and_field(edit, field):
+  data = fx.make_game(num_frames=4)
+  edit(data)
+  with pytest.raises(UserError, match=re_escape(f"'game.json': field '{field}'")):
+    mugen_game.parse_game(data, "game.json")
+
+
+def re_escape(text):
+  import re
+  return re.escape(text)
+
+
+def test_load_game_errors(tmp_path):
+  with pytest.raises(UserError, match="nope.json.*does not exist"):
+    mugen_game.load_game(str(tmp_path / "nope.json"))
+  bad = tmp_path / "bad.json"
+  bad.write_text("{not json")
+  with pytest.raises(UserError, match="bad.json.*not valid JSON"):
+    mugen_game.load_game(str(bad))
