@@ -1,0 +1,122 @@
+"""TFDS builder `mugen` (a tiny real build) and the MUGEN tf.data input, both sources."""
+
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from mmvid_jax.data import mugen
+from mmvid_jax.data import mugen_input
+from mmvid_jax.data import mugen_tfds
+from mmvid_jax.errors import UserError
+from tests import fixtures_mugen as fx
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+  return fx.write_mugen_tree(str(tmp_path_factory.mktemp("mugen")))
+
+
+def _config(tree, tmp, **data):
+  d = ml_collections.ConfigDict(dict(
+      name="mugen", source="tfds", manual_dir=tree["manual_dir"], asset_dir=tree["asset_dir"],
+      root_dir="", data_dir=os.path.join(tmp, "tfds"), image_size=32, num_frames=4,
+      frame_step=3, random_start=False, use_downsampled_train=False, text_source="both",
+      build_workers=1, render_workers=1, text_tokenizer="bert", text_seq_len=16,
+      drop_sentence=False, null_caption_prob=0.0, shuffle_buffer=8, prefetch=1))
+  d.update(data)
+  return ml_collections.ConfigDict({"data": d, "seed": 0})
+
+
+@pytest.fixture(scope="module")
+def built(tree, tmp_path_factory):
+  config = _config(tree, str(tmp_path_factory.mktemp("build")))
+  import tensorflow_datasets as tfds
+  tfds.disable_progress_bar()
+  builder = mugen_tfds.build(config, "unused-workdir")
+  return config, builder
+
+
+def test_builder_fields_shapes_and_splits(tree, built):
+  config, builder = built
+  assert builder.builder_config.name == "r32_t4_s3"
+  # The 4-frame "shield" clip is too short for 4 frames at step 3 and is skipped.
+  assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+      "train": 2, "validation": 1, "test": 1}
+  import tensorflow_datasets as tfds
+  examples = {ex["id"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split="train"))}
+  walk = examples["walk_0"]
+  assert walk["video"].shape == (4, 32, 32, 3) and walk["video"].dtype == np.uint8
+  assert [c.decode() for c in walk["captions"]] == [fx.CLIPS["walk"][3]] + fx.CLIPS["walk"][4]
+  assert [c.decode() for c in walk["characters"]] == ["mugen", "monster"]
+  assert list(examples["fade_1"]["game_events"]) == [b"collect_coin"]
+  assert examples["fade_1"]["world_theme"] == 1
+  # Pixels are the renderer's, frames 0, 3, 6, 9.
+  game_json = os.path.join(os.path.dirname(tree["manual_dir"]), "data", "walk.json")
+  np.testing.assert_array_equal(walk["video"], mugen.render_clip(game_json, tree["asset_dir"],
+                                                                 32, 0, 4, 3))
+  assert mugen_tfds.is_built(config, "unused-workdir")
+
+
+def test_parallel_build_gives_the_same_pixels(tree, built, tmp_path):
+  config, builder = built
+  tasks = [(tree["asset_dir"], 32, os.path.join(os.path.dirname(tree["manual_dir"]), "data",
+                                                f"{name}.json"), np.arange(0, 12, 3))
+           for name in ("walk", "fade", "val_walk")]
+  serial = list(mugen.render_many(tasks, 1))
+  parallel = list(mugen.render_many(iter(tasks), 2))
+  for a, b in zip(serial, parallel):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_unbuilt_dataset_is_a_clear_error(tree, tmp_path):
+  with pytest.raises(UserError, match="holds no mugen/r32_t4_s3 dataset.*source=render"):
+    mugen_tfds.built_builder(_config(tree, str(tmp_path)), "unused")
+
+
+def _batches(config, split="train", deterministic=False, count=2, batch_size=2, **kwargs):
+  iterator = mugen_input.make_dataset(config, split, "unused-workdir", batch_size=batch_size,
+                                      deterministic=deterministic, process_index=0,
+                                      process_count=1, **kwargs)
+  return [batch for _, batch in zip(range(count), iterator)]
+
+
+def test_input_from_tfds_follows_the_batch_contract(built):
+  config, _ = built
+  for deterministic in (False, True):
+    (batch,) = _batches(config, deterministic=deterministic, count=1)
+    assert batch["video"].shape == (2, 4, 32, 32, 3) and batch["video"].dtype == np.uint8
+    assert batch["text_ids"].shape == (2, 16) and batch["text_ids"].dtype == np.int32
+    assert batch["caption"].shape == (2,)
+  manual = ml_collections.ConfigDict(config.to_dict())
+  manual.data.text_source = "manual"
+  # Only "walk" has manual text: every caption is one of its manual ones.
+  for batch in _batches(manual, count=3, batch_size=1):
+    assert batch["caption"][0].decode() in fx.CLIPS["walk"][4]
+
+
+def test_input_rendered_on_the_fly_random_starts_and_resume(tree, tmp_path, built):
+  config = _config(tree, str(tmp_path), source="render", random_start=True)
+  batches = _batches(config, count=4)
+  assert all(b["video"].shape == (2, 4, 32, 32, 3) for b in batches)
+  resumed = _batches(config, count=2, start_step=2)
+  for a, b in zip(batches[2:], resumed):  # start_step=k continues exactly.
+    np.testing.assert_array_equal(a["video"], b["video"])
+    np.testing.assert_array_equal(a["text_ids"], b["text_ids"])
+  # Evaluation: frames 0, 3, 6, 9 (as built) and one ordered pass over the split.
+  built_config, _ = built
+  rendered = _batches(_config(tree, str(tmp_path), source="render"), "validation", True,
+                      count=5, batch_size=1)
+  from_tfds = _batches(built_config, "validation", True, count=5, batch_size=1)
+  assert len(rendered) == len(from_tfds) == 1
+  np.testing.assert_array_equal(rendered[0]["video"], from_tfds[0]["video"])
+
+
+def test_input_checks(tree, tmp_path):
+  with pytest.raises(UserError, match="random_start=True needs.*source=render"):
+    mugen_input.check(_config(tree, str(tmp_path), random_start=True))
+  with pytest.raises(UserError, match="not a MUGEN source"):
+    mugen_input.check(_config(tree, str(tmp_path), source="stream"))
+  with pytest.raises(UserError, match="no usable clip"):
+    _batches(_config(tree, str(tmp_path), source="render", num_frames=20))
