@@ -88,8 +88,10 @@ def _tfds_source(config, split, workdir, training, process_index, process_count)
   ds = builder.as_dataset(split=local_split, shuffle_files=training, decoders=skip,
                           read_config=read_config)
   if training:
-    ds = ds.shuffle(int(config.data.shuffle_buffer), seed=int(config.seed) + process_index,
-                    reshuffle_each_iteration=True).repeat()
+    if int(config.data.shuffle_buffer) > 1:
+      ds = ds.shuffle(int(config.data.shuffle_buffer), seed=int(config.seed) + process_index,
+                      reshuffle_each_iteration=True)
+    ds = ds.repeat()
   features = builder.info.features
 
   def decode(example):
