@@ -248,3 +248,17 @@ def test_resize_and_crop_maps_pixels_and_centres():
   cy = (weight * grid[None, :, None]).sum((1, 2)) / weight.sum((1, 2))
   cx = (weight * grid[None, None, :]).sum((1, 2)) / weight.sum((1, 2))
   np.testing.assert_allclose(np.stack([cy, cx], -1), expected, atol=0.3)
+
+
+@pytest.mark.slow
+def test_main_runs_the_data_stage_idempotently(tmp_path):
+  import subprocess
+  import sys
+  command = [sys.executable, "-m", "mmvid_jax.main", "--config=configs/shapes.py:tiny",
+             f"--workdir={tmp_path}", "--config.stage=data"]
+  first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert first.returncode == 0, first.stderr[-2000:]
+  assert "Data stage: TFDS shapes/s32_f12_plain_n512-64-64_seed1234" in first.stderr
+  assert os.path.exists(tmp_path / "text" / "shapes_bpe192.model")
+  second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert second.returncode == 0 and "Stage data: already complete" in second.stderr
