@@ -27,7 +27,7 @@ STAGE_MODULES: dict[str, str | None] = {
     "tokenizer": None,
     "transformer": None,
     "sample": "mmvid_jax.sampling.stage",
-    "evaluate": None,
+    "evaluate": "mmvid_jax.evaluation.stage",
 }
 
 

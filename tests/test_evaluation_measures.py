@@ -16,10 +16,9 @@ from mmvid_jax.tokenizer.pseudo import PseudoTokenizer
 def test_decoder_names_parse_with_budget():
   spec = decoder_specs.parse("mask_predict_b4_s5", default_steps=20, default_candidates=1)
   assert (spec.decoder, spec.num_candidates, spec.steps) == ("mask_predict", 4, 5)
-  assert spec.forward_passes(num_video_tokens=128) == 20
-  assert decoder_specs.parse("mask_predict", 20, 1).forward_passes(128) == 20
+  assert decoder_specs.parse("mask_predict", 20, 2).num_candidates == 2
   assert decoder_specs.parse("maskgit_s12", 20, 4).num_candidates == 1
-  assert decoder_specs.parse("ar", 20, 1).forward_passes(128) == 128
+  assert decoder_specs.parse("maskgit_s12", 20, 4).steps == 12
   for bad in ("maskgit_b4", "beam", "mask_predict_b0", "mask_predict_x3"):
     with pytest.raises(ValueError):
       decoder_specs.parse(bad, 20, 1)

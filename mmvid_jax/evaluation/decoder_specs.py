@@ -4,12 +4,14 @@ A name is `<decoder>[_b<candidates>][_s<steps>]`, for example
 
     mask_predict          MMVID mask-predict, B and steps from config.sample
     mask_predict_b4       B = 4 reranked candidates per step (MMVID's REL/VID reranking)
-    mask_predict_b4_s5    B = 4 with 5 steps: the same 20 forward passes as B = 1 with 20 steps
+    mask_predict_b4_s5    B = 4 with 5 steps: a smaller budget, comparable with B = 1
     maskgit               MaskGIT decoding (cosine schedule, lowest-confidence re-masking)
     ar                    ART-V autoregressive baseline (needs a causal transformer)
 
-Budget = transformer forward passes per video: steps x B for mask-predict, steps for MaskGIT,
-one per video token for ART-V (with a KV cache).
+The evaluate stage reports each setting's budget, transformer forward passes per video, as
+`mmvid_jax.sampling.generate.DecodeOptions.forward_passes` counts them (reranking B candidates
+costs B passes per step, plus B scoring passes when candidates are scored on completed videos),
+and one cached pass per video token for ART-V. Choose `_s<steps>` to equalise budgets.
 """
 
 import dataclasses
@@ -25,13 +27,6 @@ class DecoderSpec:
   decoder: str
   num_candidates: int
   steps: int
-
-  def forward_passes(self, num_video_tokens: int) -> int:
-    if self.decoder == "ar":
-      return num_video_tokens
-    if self.decoder == "maskgit":
-      return self.steps
-    return self.steps * self.num_candidates
 
 
 def parse(name: str, default_steps: int, default_candidates: int) -> DecoderSpec:

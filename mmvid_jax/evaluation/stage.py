@@ -1,0 +1,260 @@
+"""Stage 4, evaluate: generate one video per held-out clip and measure it.
+
+For the first `config.evaluate.num_videos` clips of `config.evaluate.split` (deterministic:
+start frame 0, stored caption, in order), each decoder setting in `config.evaluate.compare`
+generates one video conditioned on that clip's caption (and controls). Then:
+
+- Shapes oracle accuracies (shape, colour, size, direction, all) of the generated videos,
+  and of the real clips and their tokenizer reconstructions as references;
+- mean [REL] relevance of generated and real videos (the MMVID transformer's own judgement);
+- tokenizer reconstruction PSNR / SSIM / LPIPS on the real clips;
+- with `config.evaluate.fvd`: FVD and PRD against the real clips (I3D features), and the
+  FVD of the reconstructions (the floor the tokenizer sets).
+
+Writes `<workdir>/evaluation/metrics.json`, `per_video.jsonl`, comparison GIFs and
+TensorBoard events. The stage is complete when metrics.json holds a finished evaluation made
+with the same evaluate/sample settings.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from mmvid_jax.data import pipeline as data_pipeline
+from mmvid_jax.data import shapes
+from mmvid_jax.errors import ConfigError, UserError
+from mmvid_jax.evaluation import decoder_specs
+from mmvid_jax.evaluation import fvd as fvd_lib
+from mmvid_jax.evaluation import measures
+from mmvid_jax.evaluation import metrics_io
+from mmvid_jax.evaluation import oracle
+from mmvid_jax.infra.logging_utils import Progress
+from mmvid_jax.sampling import generate
+from mmvid_jax.tokenizer import api as tokenizer_api
+from mmvid_jax.transformer import api as transformer_api
+
+# Salt of the generation keys, so evaluation never reuses the sample stage's randomness.
+_EVAL_KEY_SALT = 4
+
+
+def _settings(config: ml_collections.ConfigDict) -> dict:
+  """What the stored result depends on (besides the trained stages): compared on resume."""
+  sections = {name: json.loads(config[name].to_json_best_effort())
+              for name in ("evaluate", "sample") if name in config}
+  return {**sections, "seed": int(config.seed)}
+
+
+def is_complete(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  record = metrics_io.read_metrics(workdir)
+  return bool(record and record.get("complete") and record.get("settings") == _settings(config))
+
+
+def load_real_clips(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The first num_videos clips of the evaluation split, in order, as numpy arrays."""
+  num_videos = int(config.evaluate.num_videos)
+  batches = data_pipeline.make_dataset(config, str(config.evaluate.split), workdir,
+                                       batch_size=int(config.evaluate.batch_size),
+                                       deterministic=True, process_index=0, process_count=1)
+  collected: dict[str, list] = {}
+  count = 0
+  for batch in batches:
+    for key, value in batch.items():
+      collected.setdefault(key, []).append(value)
+    count += len(batch["video"])
+    if count >= num_videos:
+      break
+  if count < num_videos:
+    raise UserError(f"the {config.evaluate.split} split gave only {count} clips but "
+                    f"config.evaluate.num_videos={num_videos}. Fix: lower num_videos or raise "
+                    f"config.data.num_{config.evaluate.split}.")
+  return {key: np.concatenate(values)[:num_videos] for key, values in collected.items()}
+
+
+def _load_models(config, workdir, specs):
+  """Tokenizer, this run's transformer and (when 'ar' is compared) an ART-V transformer."""
+  tokenizer = tokenizer_api.load_tokenizer(workdir, expected_config=config.tokenizer,
+                                           expected_image_size=int(config.data.image_size))
+  bundle = transformer_api.load_transformer(workdir)
+  if bundle.layout.codebook_size != tokenizer.codebook_size:
+    raise UserError(f"the transformer in {workdir!r} expects {bundle.layout.codebook_size} codes "
+                    f"but the tokenizer has {tokenizer.codebook_size}. Fix: retrain the "
+                    "transformer stage after the tokenizer stage.")
+  needs_ar = any(spec.decoder == "ar" for spec in specs)
+  needs_mmvid = any(spec.decoder != "ar" for spec in specs)
+  if needs_mmvid and bundle.is_causal:
+    raise UserError(f"the transformer in {workdir!r} is ART-V (causal), which cannot run "
+                    "mask-predict or MaskGIT. Fix: set --config.evaluate.compare=ar.")
+  ar_bundle = None
+  if needs_ar:
+    ar_workdir = str(config.evaluate.get("ar_workdir", "") or "")
+    if ar_workdir:
+      ar_bundle = transformer_api.load_transformer(ar_workdir)
+    elif bundle.is_causal:
+      ar_bundle = bundle
+    if ar_bundle is None or not ar_bundle.is_causal:
+      raise UserError("config.evaluate.compare lists 'ar' but no ART-V transformer is available. "
+                      "Fix: set --config.evaluate.ar_workdir to a workdir trained with the ART-V "
+                      "objective (same data and tokenizer), or drop 'ar' from compare.")
+    if ar_bundle.layout.codebook_size != tokenizer.codebook_size:
+      raise UserError(f"the ART-V transformer expects {ar_bundle.layout.codebook_size} codes but "
+                      f"this run's tokenizer has {tokenizer.codebook_size}. Fix: train the ART-V "
+                      "run on this run's tokenizer.")
+  return tokenizer, bundle, ar_bundle
+
+
+def _generate_all(spec, bundle, tokenizer, real: dict, config) -> tuple[np.ndarray, float]:
+  """One video per real clip; same keys for every decoder setting (paired comparison)."""
+  batch_size = int(config.evaluate.batch_size)
+  base_key = jax.random.fold_in(jax.random.key(int(config.seed)), _EVAL_KEY_SALT)
+  arrays = {"text_ids": real["text_ids"]}
+  if "controls" in real:
+    arrays["controls"] = real["controls"]
+  progress = Progress(total=len(real["video"]), name=f"evaluate: generating ({spec.name})",
+                      unit="videos")
+  outputs = []
+  start = time.time()
+  for index, (valid, batch) in enumerate(measures.padded_batches(arrays, batch_size)):
+    videos = generate.generate_videos(
+        bundle, tokenizer, batch["text_ids"], batch.get("controls"),
+        jax.random.fold_in(base_key, index), decoder=spec.decoder, steps=spec.steps,
+        num_candidates=spec.num_candidates, cfg_scale=float(config.sample.cfg_scale),
+        **_extra_decode_options(config))
+    outputs.append(np.asarray(videos, np.uint8)[:valid])
+    progress.update(valid)
+  progress.close()
+  return np.concatenate(outputs), time.time() - start
+
+
+def _extra_decode_options(config) -> dict:
+  """Decoder options of config.sample besides decoder/steps/candidates/cfg (same as sampling)."""
+  names = {f.name for f in dataclasses.fields(generate.DecodeOptions)}
+  names -= {"decoder", "steps", "num_candidates", "cfg_scale"}
+  return {name: config.sample[name] for name in sorted(names) if name in config.sample}
+
+
+def _decode_options(spec, config) -> "generate.DecodeOptions":
+  return generate.DecodeOptions(decoder=spec.decoder, steps=spec.steps,
+                                num_candidates=spec.num_candidates,
+                                cfg_scale=float(config.sample.cfg_scale),
+                                **_extra_decode_options(config))
+
+
+def _transformer_step(workdir: str) -> int:
+  path = os.path.join(transformer_api.export_dir(workdir), transformer_api.SPEC_FILE)
+  try:
+    with open(path) as f:
+      return int(json.load(f).get("step", 0))
+  except (OSError, ValueError):
+    return 0
+
+
+def _names(attributes: np.ndarray) -> list[str]:
+  tables = (shapes.SHAPE_NAMES, shapes.COLOR_NAMES, shapes.SIZE_NAMES, shapes.DIRECTION_NAMES)
+  return [table[a] if a >= 0 else "?" for table, a in zip(tables, attributes)]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> None:
+  evaluate = config.evaluate
+  try:
+    specs = decoder_specs.from_config(config)
+  except ValueError as e:
+    raise ConfigError("evaluate.compare", str(e), "fix the listed names") from e
+  timings: dict[str, float] = {}
+  t0 = time.time()
+  tokenizer, bundle, ar_bundle = _load_models(config, workdir, specs)
+  real = load_real_clips(config, workdir)
+  timings["load"] = time.time() - t0
+  controls = real.get("controls")
+  num_videos = len(real["video"])
+  batch_size = int(evaluate.batch_size)
+  logging.info("Evaluate: %d %s clips, decoders %s.", num_videos, evaluate.split,
+               ", ".join(s.name for s in specs))
+
+  t0 = time.time()
+  reconstructions, recon_metrics = measures.reconstruct(tokenizer, real["video"], batch_size,
+                                                        str(evaluate.lpips_net))
+  timings["reconstruction"] = time.time() - t0
+  t0 = time.time()
+  real_reading = oracle.read_videos(real["video"])
+  recon_reading = oracle.read_videos(reconstructions)
+  timings["oracle_references"] = time.time() - t0
+  rel_scorer = None if bundle.is_causal else measures.RelScorer(bundle, tokenizer, batch_size)
+  real_rel = None if rel_scorer is None else rel_scorer(real["video"], real["text_ids"], controls)
+
+  record = {
+      "complete": False, "settings": _settings(config),
+      "config": json.loads(config.to_json_best_effort()),
+      "num_videos": num_videos, "split": str(evaluate.split),
+      "image_size": int(config.data.image_size), "num_frames": int(config.data.num_frames),
+      "transformer_step": _transformer_step(workdir),
+      "real": {"oracle": oracle.accuracy(real_reading.attributes, real["attributes"]),
+               "rel": None if real_rel is None else measures.summarize_rel(real_rel)},
+      "reconstruction": {**recon_metrics,
+                         "oracle": oracle.accuracy(recon_reading.attributes, real["attributes"])},
+      "decoders": {},
+  }
+  extractor, real_features = None, None
+  if evaluate.fvd:
+    t0 = time.time()
+    extractor = fvd_lib.I3DFeatures(int(evaluate.i3d_batch_size))
+    real_features = extractor(real["video"], log_every=10)
+    record["reconstruction"]["fvd"] = fvd_lib.frechet_distance(real_features,
+                                                               extractor(reconstructions))
+    timings["i3d_references"] = time.time() - t0
+
+  per_video = [{"index": i, "caption": real["caption"][i],
+                "attributes": _names(real["attributes"][i]),
+                "real_oracle": _names(real_reading.attributes[i]),
+                "real_rel": None if real_rel is None else float(real_rel[i])}
+               for i in range(num_videos)]
+  gallery = {"real": real["video"][:int(evaluate.num_gallery)]}
+  num_tokens = bundle.layout.video_len
+  for spec in specs:
+    model = ar_bundle if spec.decoder == "ar" else bundle
+    options = _decode_options(spec, config)
+    generated, seconds = _generate_all(spec, model, tokenizer, real, config)
+    reading = oracle.read_videos(generated)
+    result = {
+        "settings": {**dataclasses.asdict(options),
+                     "forward_passes_per_video": (num_tokens if spec.decoder == "ar"
+                                                  else options.forward_passes())},
+        "oracle": oracle.accuracy(reading.attributes, real["attributes"]),
+        "seconds": seconds, "seconds_per_video": seconds / num_videos,
+    }
+    rel = None if rel_scorer is None else rel_scorer(generated, real["text_ids"], controls)
+    result["rel"] = None if rel is None else measures.summarize_rel(rel)
+    if extractor is not None:
+      t0 = time.time()
+      result.update(measures.feature_metrics(
+          real_features, extractor(generated, log_every=10), int(evaluate.prd_clusters),
+          int(evaluate.prd_angles), int(evaluate.prd_runs), int(config.seed)))
+      result["feature_seconds"] = time.time() - t0
+    record["decoders"][spec.name] = result
+    logging.info("Evaluate %s: oracle all-correct %.3f%s.", spec.name, result["oracle"]["all"],
+                 f", FVD {result['fvd']:.2f}" if "fvd" in result else "")
+    for i in range(num_videos):
+      per_video[i][f"{spec.name}_oracle"] = _names(reading.attributes[i])
+      if rel is not None:
+        per_video[i][f"{spec.name}_rel"] = float(rel[i])
+    gallery[spec.name] = generated[:int(evaluate.num_gallery)]
+    if jax.process_index() == 0 and len(gallery["real"]):
+      metrics_io.write_comparison_grid(workdir, spec.name, gallery["real"], gallery[spec.name])
+
+  record["timings"] = {**timings, "total": sum(timings.values()) + sum(
+      r["seconds"] + r.get("feature_seconds", 0.0) for r in record["decoders"].values())}
+  record["complete"] = True
+  if jax.process_index() == 0:
+    if metrics_io.read_metrics(workdir) is not None:
+      metrics_io.archive_previous(workdir)
+    metrics_io.write_per_video(workdir, per_video)
+    path = metrics_io.write_metrics(workdir, record)
+    scalars = metrics_io.flatten_scalars({k: record[k] for k in ("real", "reconstruction",
+                                                                  "decoders")})
+    metrics_io.write_tensorboard(workdir, record["transformer_step"], scalars, gallery)
+    logging.info("Evaluate: wrote %s.", path)

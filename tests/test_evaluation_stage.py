@@ -1,0 +1,158 @@
+"""The evaluate stage end to end on a tiny run: metrics.json content, resume, user errors.
+
+The fixture builds a real (tiny) workdir once per session: the Shapes stream, an exported
+VQGAN tokenizer (its initial weights: training it is the tokenizer stage's job and would
+only slow this test down) and the real transformer trainer for a couple of steps.
+"""
+
+import importlib.util
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from mmvid_jax import configuration
+from mmvid_jax.errors import ConfigError, UserError
+from mmvid_jax.evaluation import metrics_io
+from mmvid_jax.evaluation import stage
+from mmvid_jax.tokenizer import api as tokenizer_api
+from mmvid_jax.tokenizer.model import build_tokenizer
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config():
+  spec = importlib.util.spec_from_file_location("shapes_config",
+                                                os.path.join(_ROOT, "configs", "shapes.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("tiny")
+  config.data.source = "stream"
+  config.data.num_test = 16
+  config.transformer.num_steps = 2
+  config.transformer.batch_size = 8
+  config.transformer.eval_every = 2
+  config.transformer.checkpoint_every = 2
+  config.transformer.log_every = 1
+  config.sample.steps = 3
+  config.evaluate.num_videos = 6
+  config.evaluate.batch_size = 4
+  config.evaluate.num_gallery = 2
+  config.evaluate.compare = ("mask_predict", "maskgit_s2")
+  return config
+
+
+def _export_initial_tokenizer(config, workdir):
+  module = build_tokenizer(config.tokenizer)
+  size = int(config.data.image_size)
+  variables = jax.jit(module.init)(jax.random.key(0), jnp.zeros((1, size, size, 3), jnp.float32))
+  tokenizer_api.save_tokenizer(tokenizer_api.export_dir(workdir), config.tokenizer, size,
+                               variables, step=0)
+
+
+def _export_initial_transformer(config, workdir):
+  import flax.linen as nn
+  import numpy as np
+  from mmvid_jax.transformer import api as transformer_api
+  from mmvid_jax.transformer import trainer
+  from mmvid_jax.transformer import train_step
+  tokenizer = tokenizer_api.load_tokenizer(workdir)
+  layout, model, text_encoder, settings = trainer.build(config, workdir, tokenizer)
+  text_ids, controls, video, features = trainer.init_inputs(layout, text_encoder)
+  init = jax.jit(lambda key: model.init(key, text_ids, controls, video, features,
+                                       method=type(model).tokens_to_logits))
+  variables = init(jax.random.key(0))
+  params = jax.tree_util.tree_map(np.asarray, nn.unbox(variables["params"]))
+  bundle = transformer_api.TransformerBundle(
+      params=params, text_encoder=text_encoder, layout=layout, model=model,
+      control_modes=settings.control_modes, objective=settings.objective)
+  transformer_api.save_transformer(transformer_api.export_dir(workdir), bundle, 0,
+                                   str(config.transformer.text_encoder))
+  del train_step
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory):
+  """A workdir with exported (untrained) tokenizer and transformer: fast, fully real I/O."""
+  workdir = str(tmp_path_factory.mktemp("eval_run"))
+  config = tiny_config()
+  configuration.validate(config)
+  _export_initial_tokenizer(config, workdir)
+  _export_initial_transformer(config, workdir)
+  return workdir
+
+
+def test_evaluate_stage_writes_metrics(tiny_workdir):
+  config = tiny_config()
+  assert not stage.is_complete(config, tiny_workdir)
+  stage.run(config, tiny_workdir)
+  assert stage.is_complete(config, tiny_workdir)
+  with open(metrics_io.metrics_path(tiny_workdir)) as f:
+    record = json.load(f)
+  assert record["complete"] and record["num_videos"] == 6 and record["split"] == "test"
+  # The real clips read back perfectly: the oracle works on this data.
+  assert record["real"]["oracle"]["all"] == 1.0
+  assert 0.0 <= record["real"]["rel"]["mean_probability"] <= 1.0
+  recon = record["reconstruction"]
+  assert recon["psnr"] > 0 and -1.0 <= recon["ssim"] <= 1.0 and recon["lpips"] >= 0
+  assert set(record["decoders"]) == {"mask_predict", "maskgit_s2"}
+  mask_predict = record["decoders"]["mask_predict"]
+  assert mask_predict["settings"]["steps"] == 3
+  assert mask_predict["settings"]["forward_passes_per_video"] == 3
+  assert record["decoders"]["maskgit_s2"]["settings"]["steps"] == 2
+  for result in record["decoders"].values():
+    for key in ("shape", "color", "size", "direction", "all"):
+      assert 0.0 <= result["oracle"][key] <= 1.0
+    assert 0.0 <= result["rel"]["mean_probability"] <= 1.0
+    assert result["seconds"] > 0
+  assert "fvd" not in mask_predict  # the tiny config leaves FVD off
+  assert record["settings"]["evaluate"]["num_videos"] == 6
+  evaluation = metrics_io.evaluation_dir(tiny_workdir)
+  with open(os.path.join(evaluation, metrics_io.PER_VIDEO_FILE)) as f:
+    rows = [json.loads(line) for line in f]
+  assert len(rows) == 6 and rows[0]["real_oracle"] == rows[0]["attributes"]
+  assert "mask_predict_oracle" in rows[0] and "maskgit_s2_rel" in rows[0]
+  assert os.path.exists(os.path.join(evaluation, "mask_predict_vs_real.gif"))
+  assert any(name.startswith("events.out.tfevents") for name in os.listdir(evaluation))
+
+  # Changing an evaluation setting makes the stage incomplete (it runs again, keeping the old
+  # metrics.json under a time-stamped name: see test_evaluation_measures).
+  config.evaluate.compare = ("mask_predict",)
+  assert not stage.is_complete(config, tiny_workdir)
+
+
+def test_same_keys_give_the_same_videos(tiny_workdir):
+  config = tiny_config()
+  real = stage.load_real_clips(config, tiny_workdir)
+  again = stage.load_real_clips(config, tiny_workdir)
+  assert (real["video"] == again["video"]).all() and list(real["caption"]) == list(again["caption"])
+
+
+def test_ar_without_an_artv_model_is_a_user_error(tiny_workdir):
+  config = tiny_config()
+  config.evaluate.compare = ("ar",)
+  with pytest.raises(UserError, match="ART-V"):
+    stage.run(config, tiny_workdir)
+
+
+def test_missing_stages_are_user_errors(tmp_path):
+  with pytest.raises(UserError, match="tokenizer"):
+    stage.run(tiny_config(), str(tmp_path))
+
+
+def test_bad_evaluate_settings_fail_validation():
+  config = tiny_config()
+  config.evaluate.compare = ("mask_predict_b2", "beam_search")
+  with pytest.raises(ConfigError, match="evaluate.compare"):
+    configuration.validate(config)
+  config = tiny_config()
+  config.evaluate.num_videos = 40
+  with pytest.raises(ConfigError, match="evaluate.num_videos"):
+    configuration.validate(config)
+  config = tiny_config()
+  config.evaluate.fvd = True
+  config.evaluate.num_videos = 4
+  with pytest.raises(ConfigError, match="prd_clusters"):
+    configuration.validate(config)
