@@ -7,10 +7,15 @@ agent and the power-up shield. Three painters give identical pixels:
 
 - `reference`: the reference algorithm (Pillow `paste` of every visible tile, every frame);
 - `direct`: the same per-tile painting with numpy (exact Pillow blending, `mugen_sprites`);
-- `fast` (default): the clip's static maze is painted once per horizontal sub-pixel phase into
-  a wide canvas (opaque pixels plus, per pixel, the few semi-transparent layers to blend over
-  the background), and each frame is a crop of it over the scrolled background. Only cells
-  that change (coins, lava) and the characters are painted per frame.
+- `fast` (default): the same Pillow pastes in the same order, with the per-tile Python work
+  moved out of the frame loop: sprites scaled once per resolution and looked up per cell once
+  per clip, every cell's position and visibility computed for a frame in one numpy pass, and
+  Pillow's C paste called directly.
+
+Why not a pre-drawn maze cropped per frame: the background scrolls at 0.4x the maze's speed
+(parallax), so a pre-drawn maze must be alpha-composited over it on every frame; measured,
+that full-frame masked composite (plus the lava and coin cells repainted per frame) costs
+more than pasting the ~40 visible tiles (0.3-0.6x the reference's speed; docs/mugen.md).
 """
 
 import math
@@ -25,71 +30,14 @@ from mmvid_jax.data.mugen_sprites import (SpriteCache, integer_rect, intersect, 
 METHODS = ("fast", "direct", "reference")
 
 
-class _Canvas:
-  """The static maze at one horizontal phase: frame column u is canvas column u + shift."""
-
-  def __init__(self, height, width):
-    self.base = np.zeros((height, width, 3), np.uint8)
-    self.covered = np.zeros((height, width), bool)
-    self.count = np.zeros((height, width), np.int16)
-    self.layer_rgb = np.zeros((0, height, width, 3), np.uint8)
-    self.layer_alpha = np.zeros((0, height, width), np.uint8)
-
-  def paint(self, sprite, left, top):
-    """Records a paste: opaque pixels replace, semi-transparent ones stack as layers."""
-    height, width = sprite.rgb.shape[:2]
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + height, self.base.shape[0]), min(left + width, self.base.shape[1])
-    if y0 >= y1 or x0 >= x1:
-      return
-    rgb = sprite.rgb[y0 - top:y1 - top, x0 - left:x1 - left]
-    if sprite.alpha is None:
-      alpha = np.full(rgb.shape[:2], 255, np.uint8)
-    else:
-      alpha = sprite.alpha[y0 - top:y1 - top, x0 - left:x1 - left]
-    full = alpha == 255
-    ys, xs = np.nonzero(full)
-    ys, xs = ys + y0, xs + x0
-    self.base[ys, xs] = rgb[full]
-    self.covered[ys, xs] = True
-    self.count[ys, xs] = 0
-    self.layer_alpha[:, ys, xs] = 0
-    part = (alpha > 0) & ~full
-    if part.any():
-      ys, xs = np.nonzero(part)
-      ys, xs = ys + y0, xs + x0
-      index = self.count[ys, xs]
-      if index.max() >= self.layer_rgb.shape[0]:
-        self.layer_rgb = np.concatenate([self.layer_rgb, np.zeros_like(self.base)[None]])
-        self.layer_alpha = np.concatenate([self.layer_alpha, np.zeros_like(self.covered,
-                                                                           np.uint8)[None]])
-      self.layer_rgb[index, ys, xs] = rgb[part]
-      self.layer_alpha[index, ys, xs] = alpha[part]
-      self.count[ys, xs] += 1
-
-  def finish(self):
-    """Keeps the semi-transparent pixels as a column-sorted sparse list."""
-    cols, rows = np.nonzero(self.count.T)
-    self.rows, self.cols = rows.astype(np.int32), cols.astype(np.int32)
-    self.sparse_rgb = self.layer_rgb[:, rows, cols]
-    self.sparse_alpha = self.layer_alpha[:, rows, cols]
-    del self.count, self.layer_rgb, self.layer_alpha
-
-  def composite(self, out, shift):
-    """Lays the canvas columns [shift, shift + R) over `out` (holding the background)."""
-    size = out.shape[1]
-    np.copyto(out, self.base[:, shift:shift + size], where=self.covered[:, shift:shift + size,
-                                                                          None])
-    i0, i1 = np.searchsorted(self.cols, (shift, shift + size))
-    if i0 == i1:
-      return
-    rows, cols = self.rows[i0:i1], self.cols[i0:i1] - shift
-    values = out[rows, cols]
-    for rgb, alpha in zip(self.sparse_rgb[:, i0:i1], self.sparse_alpha[:, i0:i1]):
-      a = alpha.astype(np.uint16)[:, None]
-      tmp = values.astype(np.uint16) * (255 - a) + rgb.astype(np.uint16) * a + 128
-      values = ((tmp + (tmp >> 8)) >> 8).astype(np.uint8)
-    out[rows, cols] = values
+def _paste_core(core, sprite, left: int, top: int) -> None:
+  """`Image.paste(sprite, box, sprite if RGBA)` on an image core, minus the wrapper's cost."""
+  w, h = sprite.size
+  source = sprite.image.im
+  if sprite.image.mode == "RGBA":
+    core.paste(source, (left, top, left + w, top + h), source)
+  else:
+    core.paste(source, (left, top, left + w, top + h))
 
 
 class ClipRenderer:
@@ -102,12 +50,17 @@ class ClipRenderer:
     self.dy = -self.center + game.camera_rows * self.k
     self.tile_load = (math.ceil(self.k + .5), math.ceil(self.k + .5))
     self.radius = int(1 + game.maze_w / game.zoom)
-    self._canvases: dict[bytes, _Canvas] = {}
+    # The maze's non-empty cells in the reference's painting order (rows, then columns).
+    cells = [(x, y) for y in range(game.maze_h) for x in range(game.maze_w)
+             if game.maze[y][x] != mg.SPACE]
+    self._cell_x = np.array([c[0] for c in cells], np.int64)
+    self._cell_y = np.array([c[1] for c in cells], np.int64)
+    self._cell_chars = [game.maze[y][x] for x, y in cells]
+    # Cells that can disappear (coins, gems, anything listed as eaten) are checked per frame.
     eaten = set().union(*(f.coins_eaten for f in game.frames))
-    # Cells painted per frame: lava scrolls, coins and gems can be eaten.
-    self.dynamic = {(x, y) for y, row in enumerate(game.maze) for x, ch in enumerate(row)
-                    if ch in mg.LAVA_TILES or ch in (mg.COIN, mg.GEM) or (x, y) in eaten}
-    self.dynamic = {(x, y) for x, y in self.dynamic if game.maze[y][x] != mg.SPACE}
+    self._cell_eatable = [c in eaten or game.maze[c[1]][c[0]] in (mg.COIN, mg.GEM)
+                          for c in cells]
+    self._cell_sprites = None  # Loaded on the first fast frame.
 
   # Geometry shared by every painter.
   def camera_dx(self, frame) -> float:
@@ -117,11 +70,11 @@ class ClipRenderer:
     k = self.k
     return [k * x + dx - 0.1, self.size - k * y + self.dy - 0.1, k + .5 + .2, k + .5 + .2]
 
-  def tile_items(self, x, y, dx, state_time):
+  def tile_items(self, x, y, dx, state_time, check_bounds=True):
     """[(sprite, left, top)] painting maze cell (x, y), or [] when off screen."""
     char = self.game.maze[y][x]
     rect = self.tile_rect(x, y, dx)
-    if out_of_bounds(rect, self.size):
+    if check_bounds and out_of_bounds(rect, self.size):
       return []
     path = mg.tile_sprite(self.game, char)
     if char not in mg.LAVA_TILES:
@@ -251,94 +204,64 @@ class ClipRenderer:
       paste(out, sprite, left, top)
     return out
 
-  def _canvas(self, dx):
-    """The static canvas for this camera phase and the crop shift, or None off the canvas."""
-    game, k = self.game, self.k
-    # The reference's tile lefts (same float operations), for every maze column.
-    lefts = np.floor(k * np.arange(game.maze_w) + dx - 0.1).astype(np.int64)
-    offsets = lefts - lefts[0]
-    pad = self.size + math.ceil(k) + 2
-    key = offsets.tobytes()
-    canvas = self._canvases.get(key)
-    if canvas is None:
-      width = int(offsets[-1]) + math.ceil(k + .7) + 2 * pad
-      canvas = _Canvas(self.size, width)
-      # Same sub-pixel phase as this frame, shifted by whole pixels: column 0 lands on `pad`.
-      for y in range(game.maze_h):
-        rect = self.tile_rect(0, y, dx)
-        if rect[1] + rect[3] < 0 or rect[1] > self.size:
-          continue
-        _, top, w, h = integer_rect(rect)
-        for x in range(game.maze_w):
-          char = game.maze[y][x]
-          if char != mg.SPACE and (x, y) not in self.dynamic:
-            sprite = self.sprites.get(mg.tile_sprite(game, char), self.tile_load,
-                                      paint_size=(w, h))
-            canvas.paint(sprite, int(offsets[x]) + pad, top)
-      canvas.finish()
-      self._canvases[key] = canvas
-    shift = pad - int(lefts[0])
-    if shift < 0 or shift + self.size > canvas.base.shape[1]:
-      return None, 0
-    return canvas, shift
+  def _load_cell_sprites(self):
+    """Per cell: its Pillow image core and alpha mask (None for lava, painted in halves)."""
+    size = integer_rect(self.tile_rect(0, 0, 0.0))[2:]
+    by_char = {}
+    for char in set(self._cell_chars) - set(mg.LAVA_TILES):
+      sprite = self.sprites.get(mg.tile_sprite(self.game, char), self.tile_load,
+                                paint_size=tuple(size))
+      core = sprite.image.im
+      by_char[char] = (core, core if sprite.image.mode == "RGBA" else None)
+    self._cell_sprites = [by_char.get(char) for char in self._cell_chars]
+    self._cell_size = size
+    # Rows are fixed on screen (the camera never moves vertically).
+    tops = self.size - self.k * self._cell_y + self.dy - 0.1
+    self._cell_top = np.floor(tops).astype(np.int64)
+    self._cell_row_visible = ~((tops + size[1] < 0) | (tops > self.size))
 
-  def render_fast(self, index: int) -> np.ndarray:
+  def _render_fast(self, index: int) -> np.ndarray:
+    """The reference's painting, pixel for pixel, with the per-tile Python work precomputed:
+    positions for all cells at once (numpy) and Pillow's C paste per visible tile."""
+    if self._cell_sprites is None:
+      self._load_cell_sprites()
     frame = self.game.frames[index]
     dx = self.camera_dx(frame)
-    canvas, shift = self._canvas(dx)
-    if canvas is None:
-      return self.render_direct(index)
-    out = np.zeros((self.size, self.size, 3), np.uint8)
+    image = Image.new("RGB", (self.size, self.size))
+    core = image.im
     for sprite, left, top in self.background_items(dx):
-      paste(out, sprite, left, top)
-    background = out.copy() if self.dynamic else None
-    canvas.composite(out, shift)
-    if self.dynamic:
-      self._repaint_dynamic(out, background, frame, dx)
+      _paste_core(core, sprite, left, top)
+    lefts_float = self.k * self._cell_x + dx - 0.1
+    w, h = self._cell_size
+    ix, iy = int(frame.agent.x + .5), int(frame.agent.y + .5)
+    shown = (self._cell_row_visible & (np.abs(self._cell_x - ix) <= self.radius)
+             & (np.abs(self._cell_y - iy) <= self.radius)
+             & (lefts_float + (self.k + .7) >= 0) & (lefts_float <= self.size))
+    lefts = np.floor(lefts_float).astype(np.int64)
+    tops = self._cell_top
+    eaten = frame.coins_eaten
+    for i in np.flatnonzero(shown).tolist():
+      if self._cell_eatable[i] and (int(self._cell_x[i]), int(self._cell_y[i])) in eaten:
+        continue
+      entry = self._cell_sprites[i]
+      if entry is None:  # Lava.
+        for sprite, left, top in self.tile_items(int(self._cell_x[i]), int(self._cell_y[i]), dx,
+                                                 frame.state_time):
+          _paste_core(core, sprite, left, top)
+        continue
+      left, top = int(lefts[i]), int(tops[i])
+      if entry[1] is None:
+        core.paste(entry[0], (left, top, left + w, top + h))
+      else:
+        core.paste(entry[0], (left, top, left + w, top + h), entry[1])
     for sprite, left, top in self.character_items(frame, dx):
-      paste(out, sprite, left, top)
-    return out
-
-  def _is_visible(self, x, y, frame) -> bool:
-    """Whether the reference paints cell (x, y) in this frame."""
-    return (abs(x - int(frame.agent.x + .5)) <= self.radius
-            and abs(y - int(frame.agent.y + .5)) <= self.radius
-            and 0 <= x < self.game.maze_w and 0 <= y < self.game.maze_h
-            and self.game.maze[y][x] != mg.SPACE and (x, y) not in frame.coins_eaten)
-
-  def _repaint_dynamic(self, out, background, frame, dx):
-    """Repaints, in reference order, every region touched by a visible changing cell."""
-    boxes = []
-    cells = sorted((c for c in self.dynamic if self._is_visible(*c, frame)),
-                   key=lambda c: (c[1], c[0]))
-    for x, y in cells:
-      for sprite, left, top in self.tile_items(x, y, dx, frame.state_time):
-        w, h = sprite.size
-        box = [max(left, 0), max(top, 0), min(left + w, self.size), min(top + h, self.size)]
-        if box[0] >= box[2] or box[1] >= box[3]:
-          continue
-        last = boxes[-1] if boxes else None
-        if last is not None and last[1] == box[1] and last[3] == box[3] and box[0] <= last[2]:
-          last[2] = max(last[2], box[2])  # Merge neighbours of the same row.
-        else:
-          boxes.append(box)
-    k, margin = self.k, 2 + math.ceil(2 / self.k)
-    for x0, y0, x1, y1 in boxes:
-      out[y0:y1, x0:x1] = background[y0:y1, x0:x1]
-      # Every cell whose tile may reach the box (tiles overlap their neighbours by < 1 px).
-      cx0, cx1 = math.floor((x0 - dx) / k) - margin, math.ceil((x1 - dx) / k) + margin
-      cy0 = math.floor((self.size + self.dy - y1) / k) - margin
-      cy1 = math.ceil((self.size + self.dy - y0) / k) + margin
-      for y in range(max(cy0, 0), min(cy1 + 1, self.game.maze_h)):
-        for x in range(max(cx0, 0), min(cx1 + 1, self.game.maze_w)):
-          if self._is_visible(x, y, frame):
-            for sprite, left, top in self.tile_items(x, y, dx, frame.state_time):
-              paste(out, sprite, left, top, clip=(x0, y0, x1, y1))
+      _paste_core(core, sprite, left, top)
+    return np.asarray(image)
 
   def render(self, frame_indices, method: str = "fast") -> np.ndarray:
     if method not in METHODS:
       raise ValueError(f"unknown render method {method!r}; choose one of {METHODS}")
-    painter = {"fast": self.render_fast, "direct": self.render_direct,
+    painter = {"fast": self._render_fast, "direct": self.render_direct,
                "reference": self.render_reference}[method]
     frames = [painter(int(i)) for i in frame_indices]
     return np.stack(frames) if frames else np.zeros((0, self.size, self.size, 3), np.uint8)
