@@ -30,6 +30,8 @@ def test_decoder_settings_default_to_the_sample_stage():
                                                  "num_candidates": 1}})
   (spec,) = decoder_specs.from_config(config)
   assert spec.name == "maskgit" and spec.steps == 8
+  config.evaluate.compare = ("mask_predict, maskgit_s4",)  # a comma list from the command line
+  assert [s.name for s in decoder_specs.from_config(config)] == ["mask_predict", "maskgit_s4"]
   config.evaluate.compare = ("mask_predict", "mask_predict")
   with pytest.raises(ValueError, match="twice"):
     decoder_specs.from_config(config)

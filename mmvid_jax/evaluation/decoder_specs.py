@@ -48,7 +48,12 @@ def parse(name: str, default_steps: int, default_candidates: int) -> DecoderSpec
 
 def from_config(config) -> tuple[DecoderSpec, ...]:
   """The settings to evaluate: `config.evaluate.compare`, or the sample stage's decoder."""
-  names = tuple(config.evaluate.get("compare", ())) or (config.sample.decoder,)
+  entries = config.evaluate.get("compare", ())
+  if isinstance(entries, str):
+    entries = (entries,)
+  # "--config.evaluate.compare=a,b" arrives as one string: accept commas too.
+  names = tuple(name.strip() for entry in entries for name in str(entry).split(",")
+                if name.strip()) or (config.sample.decoder,)
   specs = tuple(parse(name, int(config.sample.steps), int(config.sample.num_candidates))
                 for name in names)
   seen = set()
