@@ -159,3 +159,23 @@ def test_a_bare_array_state_round_trips(tmp_path):
   restored, _ = ckpt.restore(jax.ShapeDtypeStruct((4,), jnp.float32))
   np.testing.assert_array_equal(np.asarray(restored), np.arange(4.0))
   ckpt.close()
+
+
+def test_failed_save_keeps_the_last_good_checkpoint(tmp_path):
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), max_to_keep=1)
+  ckpt.save(1, {"a": jnp.ones(3)}, {"step": 1})
+  ckpt.wait_until_finished()
+  with pytest.raises(TypeError, match="'b' is of type object"):
+    ckpt.save(2, {"a": jnp.ones(3), "b": object()}, {"step": 2})  # Cannot be serialised.
+  ckpt.wait_until_finished()
+  ckpt.close()
+  reopened = checkpoint_lib.Checkpointer(str(tmp_path), max_to_keep=1)
+  assert reopened.all_steps() == [1]
+  assert sorted(os.listdir(tmp_path)) == ["1"]  # No half-written step left behind.
+  restored, extra = reopened.restore({"a": jax.ShapeDtypeStruct((3,), jnp.float32)})
+  assert extra["step"] == 1 and float(restored["a"][0]) == 1.0
+  # Retrying the same step works, and only then is step 1 rotated out.
+  reopened.save(2, {"a": jnp.full(3, 2.0)}, {"step": 2})
+  reopened.wait_until_finished()
+  assert reopened.all_steps() == [2]
+  reopened.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 from absl import logging
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from mmvid_jax.errors import UserError
@@ -82,7 +83,8 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     logging.get_absl_logger().addFilter(_ORBAX_FILTER)  # Idempotent: the same object.
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=True)  # Leftovers of interrupted saves are never complete.
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_handlers={"state": ocp.StandardCheckpointHandler(),
@@ -107,6 +109,11 @@ class Checkpointer:
       json.dumps(extra)
     except TypeError as e:
       raise TypeError(f"Checkpointer.save: extra must be JSON-serialisable ({e}).") from e
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+      if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float, bool, str)):
+        # Checked here: orbax fails on these only halfway through an asynchronous save.
+        raise TypeError(f"Checkpointer.save: state leaf {_path_str(path)!r} is of type "
+                        f"{type(leaf).__name__}, not an array or number.")
     if step in self._manager.all_steps():
       logging.info("Checkpoint for step %d already exists in %s; not overwriting it.",
                    step, self.directory)
