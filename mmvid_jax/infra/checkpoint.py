@@ -80,7 +80,8 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str, max_to_keep: int = 2, async_save: bool = True):
-    self.directory = os.path.abspath(directory)
+    # Remote directories (gs://...) are used as given; orbax writes them through epath.
+    self.directory = directory if "://" in directory else os.path.abspath(directory)
     logging.get_absl_logger().addFilter(_ORBAX_FILTER)  # Idempotent: the same object.
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,

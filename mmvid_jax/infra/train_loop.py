@@ -134,8 +134,7 @@ def _write_eval_outputs(writer, workdir: str, step: int, outputs: Mapping[str, A
       images[tag] = _as_uint8(value if value.ndim == 4 else value[None])
     elif value.ndim == 5:
       videos = _as_uint8(value)
-      out_dir = os.path.join(workdir, "eval")
-      os.makedirs(out_dir, exist_ok=True)
+      out_dir = os.path.join(workdir, "eval")  # write_video creates it (local or remote).
       grid = video_io.tile_videos(list(videos), columns=min(len(videos), 4))
       video_io.write_video(os.path.join(out_dir, f"{tag.replace('/', '_')}_{step:06d}.gif"), grid)
       n, t, h, w, c = videos.shape

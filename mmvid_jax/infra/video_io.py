@@ -3,12 +3,15 @@
 MP4 uses the static ffmpeg that ships in the `imageio-ffmpeg` wheel, so no system ffmpeg is
 needed. Browsers only play H.264 in yuv420p with even sizes, and tiny videos look like a blur,
 so small frames are upscaled (nearest neighbour, whole factors) and odd sizes padded.
+Paths may be local or remote (gs://...); remote files pass through a local temporary file.
 """
 
 import contextlib
 import os
+import tempfile
 import warnings
 
+from etils import epath
 import numpy as np
 from PIL import Image, ImageSequence
 
@@ -17,6 +20,11 @@ from mmvid_jax.errors import UserError
 WRITE_EXTENSIONS = (".mp4", ".gif")
 # Containers the bundled ffmpeg reads besides mp4.
 FFMPEG_READ_EXTENSIONS = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
+
+
+def _is_remote(path: str) -> bool:
+  """gs://, s3:// and similar paths (handled through etils.epath)."""
+  return "://" in str(path)
 
 
 def to_uint8(video) -> np.ndarray:
@@ -93,7 +101,9 @@ def write_video(path: str, frames, fps: float = 8, min_size: int = 128) -> str:
     raise UserError(f"write_video({path!r}): unknown extension {extension or '(none)'!r}. "
                     f"Fix: use one of {', '.join(WRITE_EXTENSIONS)}.")
   frames = _check_frames(frames, path)
-  directory = os.path.dirname(os.path.abspath(path))
+  remote = _is_remote(path)
+  # ffmpeg and pillow write local files: a remote video is made locally, then copied.
+  directory = tempfile.mkdtemp() if remote else os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   temporary = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
   try:
@@ -101,10 +111,19 @@ def write_video(path: str, frames, fps: float = 8, min_size: int = 128) -> str:
       _write_mp4(temporary, _browser_friendly(frames, min_size), fps)
     else:
       _write_gif(temporary, frames, fps)
-    os.replace(temporary, path)
+    if remote:
+      with open(temporary, "rb") as f:
+        data = f.read()
+      target = epath.Path(path)
+      target.parent.mkdir(parents=True, exist_ok=True)
+      target.write_bytes(data)
+    else:
+      os.replace(temporary, path)
   finally:
     if os.path.exists(temporary):
       os.remove(temporary)
+    if remote:
+      os.rmdir(directory)
   return path
 
 
@@ -132,14 +151,22 @@ def read_video(path: str) -> np.ndarray:
   if extension != ".gif" and extension not in FFMPEG_READ_EXTENSIONS:
     raise UserError(f"read_video({path!r}): unknown extension {extension or '(none)'!r}. Fix: "
                     f"use a .gif or one of {', '.join(FFMPEG_READ_EXTENSIONS)}.")
-  if not os.path.isfile(path):
+  if not epath.Path(path).is_file():
     raise UserError(f"read_video: file {path!r} does not exist. Fix: check the path.")
+  local = path
+  if _is_remote(path):  # Readers need a local file.
+    handle, local = tempfile.mkstemp(suffix=extension)
+    with os.fdopen(handle, "wb") as f:
+      f.write(epath.Path(path).read_bytes())
   try:
-    frames = _read_gif(path) if extension == ".gif" else _read_ffmpeg(path)
+    frames = _read_gif(local) if extension == ".gif" else _read_ffmpeg(local)
   except (OSError, ValueError, RuntimeError) as e:
     raise UserError(f"read_video: could not read {path!r} as a video ({type(e).__name__}: "
                     f"{str(e).splitlines()[0] if str(e) else 'no details'}). Fix: check that "
                     "the file is a complete, valid video.") from None
+  finally:
+    if local != path:
+      os.remove(local)
   return frames.astype(np.uint8)
 
 
