@@ -236,7 +236,7 @@ class ClipRenderer:
     ix, iy = int(frame.agent.x + .5), int(frame.agent.y + .5)
     shown = (self._cell_row_visible & (np.abs(self._cell_x - ix) <= self.radius)
              & (np.abs(self._cell_y - iy) <= self.radius)
-             & (lefts_float + (self.k + .7) >= 0) & (lefts_float <= self.size))
+             & (lefts_float + (self.k + .5 + .2) >= 0) & (lefts_float <= self.size))
     lefts = np.floor(lefts_float).astype(np.int64)
     tops = self._cell_top
     eaten = frame.coins_eaten
