@@ -149,6 +149,9 @@ def _transformer(tiny: bool) -> ml_collections.ConfigDict:
   tr.beta_rel = 0.5
   tr.beta_vid = 0.5
   tr.vid_strategy_prob = (0.25, 0.25, 0.25, 0.25)
+  # "all": REL and VID negative passes for every sample (MMVID); "split" halves the batch
+  # between them (2 passes per sample instead of 3: a third less compute at 4096 tokens).
+  tr.negatives = "all"
   # Optimisation.
   tr.batch_size = 8 if tiny else 32
   tr.num_steps = 10 if tiny else 200000
