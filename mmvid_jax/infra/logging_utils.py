@@ -59,6 +59,7 @@ class Progress:
     self._last_log = self._start
     self._postfix: dict[str, Any] = {}
     self._rate: float | None = None  # Set from outside when it is measured more precisely.
+    self._line_open = False  # A redrawn terminal line is showing (not yet ended by "\n").
 
   @property
   def is_tty(self) -> bool:
@@ -101,6 +102,7 @@ class Progress:
         self._stream.write(f"\r{self._bar()} {self.line()}\033[K")
         self._stream.flush()
         self._last_draw = now
+        self._line_open = True
     elif now - self._last_log >= self._log_every:
       self.log()
 
@@ -111,21 +113,24 @@ class Progress:
     if self._tty:
       self._stream.write(f"\r{self.line()}\033[K\n")
       self._stream.flush()
+      self._line_open = False
     else:
       logging.info("%s", self.line())
 
   def end_line(self) -> None:
     """On a terminal, moves off the progress line (before other output such as an error)."""
-    if self._tty:
+    if self._tty and self._line_open:
       self._stream.write("\n")
       self._stream.flush()
+      self._line_open = False
 
   def close(self) -> None:
     """Finishes the line (terminal) or writes a last summary line."""
     elapsed = time.monotonic() - self._start
     summary = (f"{self.name}: {self.done - self._initial} {self.unit} in "
                f"{format_duration(elapsed)}")
-    if self._tty:
+    if self._tty and self._line_open:  # Keep the final state of the redrawn line.
       self._stream.write(f"\r{self.line()}\033[K\n")
       self._stream.flush()
+      self._line_open = False
     logging.info("%s", summary)
