@@ -136,7 +136,9 @@ def _write_eval_outputs(writer, workdir: str, step: int, outputs: Mapping[str, A
       videos = _as_uint8(value)
       out_dir = os.path.join(workdir, "eval")  # write_video creates it (local or remote).
       grid = video_io.tile_videos(list(videos), columns=min(len(videos), 4))
-      video_io.write_video(os.path.join(out_dir, f"{tag.replace('/', '_')}_{step:06d}.gif"), grid)
+      if jax.process_index() == 0:  # One writer per file on a shared filesystem.
+        video_io.write_video(os.path.join(out_dir, f"{tag.replace('/', '_')}_{step:06d}.gif"),
+                             grid)
       n, t, h, w, c = videos.shape
       images[tag] = videos.transpose(0, 2, 1, 3, 4).reshape(n, h, t * w, c)  # Frames in a row.
     else:
