@@ -156,3 +156,27 @@ def test_bad_evaluate_settings_fail_validation():
   config.evaluate.num_videos = 4
   with pytest.raises(ConfigError, match="prd_clusters"):
     configuration.validate(config)
+
+
+@pytest.mark.slow
+def test_evaluate_stage_with_fvd_and_prd(tiny_workdir):
+  config = tiny_config()
+  config.evaluate.fvd = True
+  config.evaluate.num_videos = 10  # PRD's 20 clusters need 20 feature vectors
+  config.evaluate.batch_size = 5
+  config.evaluate.i3d_batch_size = 10
+  config.evaluate.prd_runs = 2
+  config.evaluate.compare = ("mask_predict",)
+  configuration.validate(config)
+  stage.run(config, tiny_workdir)
+  record = metrics_io.read_metrics(tiny_workdir)
+  assert record["complete"] and record["num_videos"] == 10
+  assert record["reconstruction"]["fvd"] >= 0.0
+  result = record["decoders"]["mask_predict"]
+  # Untrained models generate videos far from the real clips.
+  assert result["fvd"] > 1.0
+  prd = result["prd"]
+  for key in ("f_8_recall", "f_1_8_precision"):
+    assert 0.0 <= prd[key] <= 1.0
+  assert prd["mmvid_f8"] == prd["f_1_8_precision"] and prd["mmvid_f1_8"] == prd["f_8_recall"]
+  assert record["timings"]["i3d_references"] > 0 and result["feature_seconds"] > 0
