@@ -44,10 +44,16 @@ _EVAL_KEY_SALT = 4
 
 
 def _settings(config: ml_collections.ConfigDict) -> dict:
-  """What the stored result depends on (besides the trained stages): compared on resume."""
-  sections = {name: json.loads(config[name].to_json_best_effort())
-              for name in ("evaluate", "sample") if name in config}
-  return {**sections, "seed": int(config.seed)}
+  """What the stored result depends on (besides the trained stages): compared on resume.
+
+  The evaluate section, the seed, and the sample stage's decoding options (not its gallery
+  sizes, which do not change the evaluation)."""
+  decoding = {"decoder", "steps", "num_candidates", "cfg_scale"}
+  decoding |= {f.name for f in dataclasses.fields(generate.DecodeOptions)}
+  sample = json.loads(config.sample.to_json_best_effort())
+  return {"evaluate": json.loads(config.evaluate.to_json_best_effort()),
+          "sample": {k: v for k, v in sample.items() if k in decoding},
+          "seed": int(config.seed)}
 
 
 def is_complete(config: ml_collections.ConfigDict, workdir: str) -> bool:
