@@ -144,6 +144,9 @@ def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> m
   tr.beta_rel = 0.5
   tr.beta_vid = 0.5
   tr.vid_strategy_prob = (0.25, 0.25, 0.25, 0.25)
+  # "all": REL and VID negative passes for every sample (MMVID); "split": half the batch each
+  # (2 passes per sample instead of 3; see docs/transformer.md).
+  tr.negatives = "all"
   # Optimisation.
   tr.batch_size = 8 if tiny else 32
   tr.num_steps = 30 if tiny else 3000

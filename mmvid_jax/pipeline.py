@@ -25,7 +25,7 @@ ORDER = ("data", "tokenizer", "transformer", "sample", "evaluate")
 STAGE_MODULES: dict[str, str | None] = {
     "data": "mmvid_jax.data.stage",
     "tokenizer": None,
-    "transformer": None,
+    "transformer": "mmvid_jax.transformer.stage",
     "sample": "mmvid_jax.sampling.stage",
     "evaluate": "mmvid_jax.evaluation.stage",
 }

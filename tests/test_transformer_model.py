@@ -53,6 +53,12 @@ def test_forward_shapes_passes_and_pruning(scan):
     np.testing.assert_allclose(many[1][:, p], single[1], atol=1e-5)
     np.testing.assert_allclose(many[2][:, p], single[2], atol=1e-5)
   np.testing.assert_allclose(many[0][:, 0], logits, atol=1e-5)
+  # Pruning the last layer of the head-less passes (unscanned) changes no result.
+  pruned_many = model.apply({"params": params}, jnp.stack([cond, cond[::-1], cond], 1),
+                            jnp.stack([video, video, video2], 1), vocab_passes=1,
+                            prune_last_layer=True)
+  for a, b in zip(pruned_many, many):
+    np.testing.assert_allclose(a, b, atol=1e-5)
   # Pruning the last layer to [REL]/[VID] rows gives the same scores.
   pruned = model.apply({"params": params}, cond, video, vocab_passes=0, prune_last_layer=True)
   assert pruned[0] is None

@@ -104,3 +104,17 @@ def test_affine_identity_and_translation():
   np.testing.assert_allclose(out[:, :-1], np.asarray(frame)[:, 1:], atol=1e-5)
   # Reflection padding: the last column reflects back into the image (x = 7.5 -> 7, weight 1).
   np.testing.assert_allclose(out[:, -1], np.asarray(frame)[:, -1], atol=1e-5)
+
+
+def test_negative_codes_equal_encoding_the_pixel_negatives():
+  from mmvid_jax.tokenizer.pseudo import PseudoTokenizer
+  tokenizer = PseudoTokenizer(image_size=S, patch_size=4, levels=4)
+  video = videos(5, spread=0.6)
+  codes = tokenizer.encode_to_codes(video)
+  key = jax.random.key(7)
+  for probs in [(1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1), (1, 1, 1, 1)]:
+    pixel, strategies = negatives.batch_vid_negatives(key, video, probs)
+    fast, fast_strategies = negatives.batch_vid_negative_codes(
+        key, video, codes, tokenizer.encode_to_codes, probs)
+    assert (np.asarray(strategies) == np.asarray(fast_strategies)).all()
+    np.testing.assert_array_equal(fast, tokenizer.encode_to_codes(pixel))

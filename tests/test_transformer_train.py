@@ -95,6 +95,21 @@ def test_loss_decreases_and_one_vs_eight_devices_agree():
                              + 0.5 * one[0]["vid_loss"], rtol=1e-5)
 
 
+def test_split_negatives_step():
+  tr = tr_config(negatives="split")
+  model = make_model(tr, LAYOUT)
+  settings = step_lib.settings_from_config(tr)
+  assert settings.negatives == "split"
+  tx = step_lib.build_optimizer(tr, 100)
+  mesh = mesh_lib.make_mesh({"data": 1}, jax.devices()[:1])
+  state = make_state(model, tx, mesh)
+  step = jitted_step(model, settings, state, mesh, tr)
+  state, metrics = step(state, mesh_lib.shard_batch(moving_square_batch(), mesh),
+                        (TOKENIZER, None))
+  metrics = jax.device_get(metrics)
+  assert np.isfinite(metrics["loss"]) and metrics["rel_loss"] > 0 and metrics["vid_loss"] > 0
+
+
 def test_artv_step_and_export_roundtrip(tmp_path):
   tr = tr_config(objective="artv", controls=())
   layout = Layout(TOKENIZER.codebook_size, 12, 6, FRAMES, 4, 4)

@@ -141,7 +141,9 @@ class Trunk(nn.Module):
 
   Returns (hidden states, per-layer KV) where the KV is a tuple over layers (unscanned) or
   stacked on a leading layer axis (scanned), and None unless `return_kv` or a cache is given.
-  `final_query_rows` (unscanned only) computes the last block only at those positions.
+  `final_query_rows` (unscanned only) computes the last block only at those positions; with
+  `split_passes=(P, F)` the rows are B samples x P passes (pass-minor) and only passes [F:] are
+  pruned, so the result is a pair (full (B, F, S, d) or None, pruned (B, P-F, rows, d)).
   """
   depth: int
   num_heads: int
@@ -155,7 +157,8 @@ class Trunk(nn.Module):
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache=None, cache_index=None,
                deterministic: bool = True, return_kv: bool = False,
-               final_query_rows: tuple[int, ...] | None = None):
+               final_query_rows: tuple[int, ...] | None = None,
+               split_passes: tuple[int, int] | None = None):
     keep_kv = return_kv or cache is not None
     if self.scan_layers:
       scanned = nn.scan(
@@ -171,13 +174,32 @@ class Trunk(nn.Module):
     block_cls = nn.remat(Block, static_argnums=(5, 6)) if self.remat else Block
     kvs = []
     for i in range(self.depth):
-      rows = final_query_rows if i == self.depth - 1 else None
+      block = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
+                        name=f"block_{i}")
+      last = i == self.depth - 1
+      if last and split_passes is not None:
+        return self._split_last_block(block, x, allowed, deterministic, final_query_rows,
+                                      split_passes), None
+      rows = final_query_rows if last else None
       layer_cache = None if cache is None else cache[i]
-      x, kv = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                        name=f"block_{i}")(x, allowed, layer_cache, cache_index, deterministic,
-                                           rows)
+      x, kv = block(x, allowed, layer_cache, cache_index, deterministic, rows)
       kvs.append(kv)
     return x, (tuple(kvs) if keep_kv else None)
+
+  @staticmethod
+  def _split_last_block(block, x, allowed, deterministic, rows, split_passes):
+    """The same last block on full passes [:F] and on pruned passes [F:] (shared weights)."""
+    passes, full_passes = split_passes
+    seq, width = x.shape[1], x.shape[2]
+    x = x.reshape(-1, passes, seq, width)
+    full = None
+    if full_passes:
+      full, _ = block(x[:, :full_passes].reshape(-1, seq, width), allowed, None, None,
+                      deterministic, None)
+      full = full.reshape(-1, full_passes, seq, width)
+    pruned, _ = block(x[:, full_passes:].reshape(-1, seq, width), allowed, None, None,
+                      deterministic, rows)
+    return full, pruned.reshape(-1, passes - full_passes, len(rows), width)
 
 
 class Head(nn.Module):

@@ -92,8 +92,8 @@ class MMVIDTransformer(nn.Module):
     (B, P, C, d) and (B, P, N): the P sequences of a sample stay next to each other, so a batch
     sharded over devices needs no data movement.
     vocab_passes: the video head runs on passes [:vocab_passes] only (None = all, 0 = none).
-    prune_last_layer: when no pass needs the video head, the last block is computed only at
-      [REL] and [VID] (unscanned trunks only; the result is identical).
+    prune_last_layer: passes that do not need the video head compute the last block only at
+      [REL] and [VID] (unscanned trunks only; the result is identical, with fewer FLOPs).
     Returns (logits (B, [P,] N, K) or None, rel (B, [P]), vid (B, [P])).
     """
     layout = self.layout
@@ -106,18 +106,25 @@ class MMVIDTransformer(nn.Module):
                         axis=1)
     allowed = jnp.asarray(layout.attention_allowed())
     vocab_passes = passes if vocab_passes is None else vocab_passes
-    if prune_last_layer and vocab_passes == 0 and not self.scan_layers:
-      h, _ = self.trunk(x, allowed, deterministic=deterministic,
-                        final_query_rows=(layout.rel_index, layout.vid_index))
-      rel_index, vid_index = 0, 1
+    if prune_last_layer and vocab_passes < passes and not self.scan_layers:
+      # Passes without the video head need the last block only at [REL] and [VID].
+      (full, pruned), _ = self.trunk(x, allowed, deterministic=deterministic,
+                                     final_query_rows=(layout.rel_index, layout.vid_index),
+                                     split_passes=(passes, vocab_passes))
+      rel_state, vid_state = pruned[:, :, 0], pruned[:, :, 1]
+      logits = None
+      if full is not None:
+        rel_state = jnp.concatenate([full[:, :, layout.rel_index], rel_state], axis=1)
+        vid_state = jnp.concatenate([full[:, :, layout.vid_index], vid_state], axis=1)
+        logits = self.video_head(full[:, :, layout.video_slice])
     else:
       h, _ = self.trunk(x, allowed, deterministic=deterministic)
-      rel_index, vid_index = layout.rel_index, layout.vid_index
-    h = h.reshape((batch, passes) + h.shape[1:])
-    logits = (self.video_head(h[:, :vocab_passes, layout.video_slice]) if vocab_passes
-              else None)
-    rel = self.rel_head(h[:, :, rel_index])[..., 0]
-    vid = self.vid_head(h[:, :, vid_index])[..., 0]
+      h = h.reshape((batch, passes) + h.shape[1:])
+      rel_state, vid_state = h[:, :, layout.rel_index], h[:, :, layout.vid_index]
+      logits = (self.video_head(h[:, :vocab_passes, layout.video_slice]) if vocab_passes
+                else None)
+    rel = self.rel_head(rel_state)[..., 0]
+    vid = self.vid_head(vid_state)[..., 0]
     if single:
       logits = None if logits is None else logits[:, 0]
       rel, vid = rel[:, 0], vid[:, 0]

@@ -92,26 +92,41 @@ def colour_shift(key: jax.Array, frame: jax.Array) -> jax.Array:
   return jnp.clip(frame + shift * channels, -1.0, 1.0)
 
 
+def vid_negative_plan(key: jax.Array, index: jax.Array, batch: int, num_frames: int,
+                      strategy_prob=(0.25, 0.25, 0.25, 0.25)) -> dict:
+  """One sample's random choices (shared by the pixel and the code-space construction)."""
+  keys = jax.random.split(key, 7)
+  return {
+      "strategy": jax.random.choice(keys[0], 4, p=jnp.asarray(strategy_prob, jnp.float32)),
+      "target": jax.random.randint(keys[1], (), 0, num_frames),
+      # 0: a frame (any) of another sample.
+      "other": (index + jax.random.randint(keys[2], (), 1, max(batch, 2))) % batch,
+      "source_frame": jax.random.randint(keys[3], (), 0, num_frames),
+      # 1: a non-identity shuffle.
+      "permutation": non_identity_permutation(keys[4], num_frames),
+      # 2 / 3: colour shift / affine warp of the target frame.
+      "colour_key": keys[5],
+      "theta": random_affine_theta(keys[6]),
+  }
+
+
+def _changed_frame(plan: dict, frame: jax.Array) -> jax.Array:
+  """The colour-shifted (strategy 2) or warped (otherwise) version of one frame."""
+  return jnp.where(plan["strategy"] == 2, colour_shift(plan["colour_key"], frame),
+                   affine_warp(frame, plan["theta"]))
+
+
 def vid_negative(key: jax.Array, video: jax.Array, index: jax.Array, batch_video: jax.Array,
                  strategy_prob=(0.25, 0.25, 0.25, 0.25)) -> tuple[jax.Array, jax.Array]:
   """One sample's negative video (T, H, W, C) in [-1, 1] and its strategy index."""
-  num_frames = video.shape[0]
-  batch = batch_video.shape[0]
-  keys = jax.random.split(key, 8)
-  strategy = jax.random.choice(keys[0], 4, p=jnp.asarray(strategy_prob, jnp.float32))
-  target = jax.random.randint(keys[1], (), 0, num_frames)
-  # 0: a frame of another sample (any of its frames).
-  other = (index + jax.random.randint(keys[2], (), 1, max(batch, 2))) % batch
-  source_frame = jax.random.randint(keys[3], (), 0, num_frames)
-  swapped = video.at[target].set(batch_video[other, source_frame])
-  # 1: non-identity shuffle.
-  shuffled = video[non_identity_permutation(keys[4], num_frames)]
-  # 2: colour shift of one frame.
-  coloured = video.at[target].set(colour_shift(keys[5], video[target]))
-  # 3: affine warp of one frame.
-  warped = video.at[target].set(affine_warp(video[target], random_affine_theta(keys[6])))
-  options = jnp.stack([swapped, shuffled, coloured, warped])
-  return options[strategy], strategy
+  plan = vid_negative_plan(key, index, batch_video.shape[0], video.shape[0], strategy_prob)
+  target = plan["target"]
+  swapped = video.at[target].set(batch_video[plan["other"], plan["source_frame"]])
+  shuffled = video[plan["permutation"]]
+  edited = video.at[target].set(_changed_frame(plan, video[target]))
+  strategy = plan["strategy"]
+  out = jnp.where(strategy == 0, swapped, jnp.where(strategy == 1, shuffled, edited))
+  return out, strategy
 
 
 def batch_vid_negatives(key: jax.Array, video: jax.Array,
@@ -120,3 +135,32 @@ def batch_vid_negatives(key: jax.Array, video: jax.Array,
   keys = jax.random.split(key, video.shape[0])
   return jax.vmap(lambda k, v, i: vid_negative(k, v, i, video, strategy_prob))(
       keys, video, jnp.arange(video.shape[0]))
+
+
+def batch_vid_negative_codes(key: jax.Array, video: jax.Array, codes: jax.Array, encode_frames,
+                             strategy_prob=(0.25, 0.25, 0.25, 0.25)
+                             ) -> tuple[jax.Array, jax.Array]:
+  """Codes of `batch_vid_negatives(key, video)` without re-encoding whole videos.
+
+  The tokenizer works frame by frame, so a negative's codes are the positive's codes with the
+  swapped frame taken from the other sample's codes, the frames permuted, or one edited frame
+  re-encoded: B frames go through the encoder instead of B*T. Same key -> same negatives.
+  video (B, T, H, W, C) in [-1, 1], codes (B, T, h, w), encode_frames: (B, 1, H, W, C) -> codes.
+  """
+  batch, num_frames = video.shape[0], video.shape[1]
+  keys = jax.random.split(key, batch)
+  plans = jax.vmap(lambda k, i: vid_negative_plan(k, i, batch, num_frames, strategy_prob))(
+      keys, jnp.arange(batch))
+  rows = jnp.arange(batch)
+  edited_frames = jax.vmap(_changed_frame)(plans, video[rows, plans["target"]])
+  edited_codes = encode_frames(edited_frames[:, None])[:, 0]
+
+  def one(plan, own_codes, edited):
+    target = plan["target"]
+    swapped = own_codes.at[target].set(codes[plan["other"], plan["source_frame"]])
+    shuffled = own_codes[plan["permutation"]]
+    edited = own_codes.at[target].set(edited)
+    strategy = plan["strategy"]
+    return jnp.where(strategy == 0, swapped, jnp.where(strategy == 1, shuffled, edited))
+
+  return jax.vmap(one)(plans, codes, edited_codes), plans["strategy"]

@@ -3,7 +3,8 @@
 Per MMVID step (spec §4.1), everything random comes from `fold_in(base_key, step)`:
 1. frames -> codes with the frozen tokenizer; controls -> codes -> erased (one draw per slot);
 2. MSM keep mask per sample; masked positions become [MASK];
-3. VID negatives in pixel space, re-tokenized, the same mask applied;
+3. VID negatives in pixel space, re-tokenized (only the edited frame: the tokenizer is per
+   frame), the same mask applied;
 4. one trunk call on three passes per sample: (condition, masked video) -> MSM + REL+ + VID+,
    (swapped condition, masked video) -> REL-, (condition, masked negative video) -> VID-.
    The vocabulary head runs on the first pass only.
@@ -37,6 +38,10 @@ class StepSettings:
   beta_vid: float = 0.5
   control_modes: tuple[str, ...] = ()
   artv_video_weight: float = 7.0
+  # "all": every sample gets a REL and a VID negative pass (MMVID, 3 passes per sample);
+  # "split": the first half of the batch gets the REL negative, the second half the VID one
+  # (2 passes per sample, a third fewer FLOPs, half the negatives per step).
+  negatives: str = "all"
 
 
 def settings_from_config(tr) -> StepSettings:
@@ -47,7 +52,8 @@ def settings_from_config(tr) -> StepSettings:
       bernoulli_keep=tuple(float(p) for p in tr.msm_bernoulli_keep),
       vid_strategy_prob=tuple(float(p) for p in tr.vid_strategy_prob),
       beta_msm=float(tr.beta_msm), beta_rel=float(tr.beta_rel), beta_vid=float(tr.beta_vid),
-      control_modes=tuple(mode for _, mode in controls_lib.parse_slots(tr.get("controls", ()))))
+      control_modes=tuple(mode for _, mode in controls_lib.parse_slots(tr.get("controls", ()))),
+      negatives=str(tr.get("negatives", "all")))
 
 
 class TrainState(struct.PyTreeNode):
@@ -74,17 +80,13 @@ def video_to_float(video: jax.Array) -> jax.Array:
   return video.astype(jnp.float32) / 127.5 - 1.0
 
 
-def _codes(tokenizer, video: jax.Array) -> jax.Array:
-  codes = tokenizer.encode_to_codes(video)
-  return codes.reshape(codes.shape[0], -1).astype(jnp.int32)
-
-
 def prepare_inputs(layout: Layout, settings: StepSettings, tokenizer, text_encoder,
                    batch: dict, key: jax.Array, train: bool = True) -> dict:
   """Everything the losses need that does not depend on the parameters (no gradient)."""
   k_mask, k_vid, k_ctrl = jax.random.split(key, 3)
   video = video_to_float(batch["video"])
-  codes = _codes(tokenizer, video)
+  frame_codes = tokenizer.encode_to_codes(video).astype(jnp.int32)  # (B, T, h, w)
+  codes = frame_codes.reshape(frame_codes.shape[0], -1)
   text_ids = batch["text_ids"].astype(jnp.int32)
   out = {"text_ids": text_ids, "codes": codes, "control_codes": None, "text_features": None}
   if layout.num_controls:
@@ -99,8 +101,11 @@ def prepare_inputs(layout: Layout, settings: StepSettings, tokenizer, text_encod
                                  layout.latent_height, layout.latent_width,
                                  settings.mask_schedule, settings.msm_strategy_prob,
                                  settings.bernoulli_keep)
-  negative_video, _ = negatives.batch_vid_negatives(k_vid, video, settings.vid_strategy_prob)
-  negative_codes = _codes(tokenizer, negative_video)
+  # The per-frame tokenizer re-encodes only the one edited frame of each negative.
+  encode = lambda frames: tokenizer.encode_to_codes(frames).astype(jnp.int32)
+  negative_codes, _ = negatives.batch_vid_negative_codes(k_vid, video, frame_codes, encode,
+                                                         settings.vid_strategy_prob)
+  negative_codes = negative_codes.reshape(codes.shape)
   out.update(keep=keep, masked=jnp.where(keep, codes, layout.mask_id),
              masked_negative=jnp.where(keep, negative_codes, layout.mask_id))
   return out
@@ -111,21 +116,33 @@ def _swap(tree, permutation):
 
 
 def mmvid_loss(model, params, inputs: dict, settings: StepSettings) -> tuple[jax.Array, dict]:
-  """Three passes in one trunk call; returns (total loss, metrics)."""
+  """All passes in one trunk call (head on the positive pass only); (total loss, metrics)."""
   batch = inputs["codes"].shape[0]
   permutation = negatives.rel_swap_permutation(batch)
   apply = lambda *a, **k: model.apply({"params": params}, *a, **k)
   condition = apply(inputs["text_ids"], inputs["control_codes"], inputs["text_features"],
                     method=model.embed_condition)
   swapped = _swap(condition, permutation)
-  passes_condition = jnp.stack([condition, swapped, condition], axis=1)
-  passes_video = jnp.stack([inputs["masked"], inputs["masked"], inputs["masked_negative"]],
-                           axis=1)
-  logits, rel, vid = apply(passes_condition, passes_video, vocab_passes=1)
-  msm, msm_acc, masked_count = losses.msm_loss(logits[:, 0], inputs["codes"], inputs["keep"])
+  masked, masked_negative = inputs["masked"], inputs["masked_negative"]
   weights = ~masking.fully_masked(inputs["keep"])
-  rel_loss, rel_acc = losses.pair_bce_loss(rel[:, 0], rel[:, 1], weights)
-  vid_loss, vid_acc = losses.pair_bce_loss(vid[:, 0], vid[:, 2], weights)
+  if settings.negatives == "split":
+    rel_half = jnp.arange(batch) < batch // 2
+    negative_condition = jnp.where(rel_half[:, None, None], swapped, condition)
+    negative_video = jnp.where(rel_half[:, None], masked, masked_negative)
+    passes_condition = jnp.stack([condition, negative_condition], axis=1)
+    passes_video = jnp.stack([masked, negative_video], axis=1)
+    rel_pass = vid_pass = 1
+    rel_weights, vid_weights = weights & rel_half, weights & ~rel_half
+  else:
+    passes_condition = jnp.stack([condition, swapped, condition], axis=1)
+    passes_video = jnp.stack([masked, masked, masked_negative], axis=1)
+    rel_pass, vid_pass = 1, 2
+    rel_weights = vid_weights = weights
+  logits, rel, vid = apply(passes_condition, passes_video, vocab_passes=1,
+                           prune_last_layer=True)
+  msm, msm_acc, masked_count = losses.msm_loss(logits[:, 0], inputs["codes"], inputs["keep"])
+  rel_loss, rel_acc = losses.pair_bce_loss(rel[:, 0], rel[:, rel_pass], rel_weights)
+  vid_loss, vid_acc = losses.pair_bce_loss(vid[:, 0], vid[:, vid_pass], vid_weights)
   total = settings.beta_msm * msm + settings.beta_rel * rel_loss + settings.beta_vid * vid_loss
   return total, {"loss": total, "msm_loss": msm, "msm_accuracy": msm_acc, "rel_loss": rel_loss,
                  "rel_accuracy": rel_acc, "vid_loss": vid_loss, "vid_accuracy": vid_acc,
@@ -180,6 +197,7 @@ def make_train_step(model, layout: Layout, settings: StepSettings, base_key: jax
 def make_eval_step(model, layout: Layout, settings: StepSettings):
   """(params, batch, frozen, key) -> metric sums over the batch (fixed masks from `key`)."""
   loss_fn = artv_step_loss if settings.objective == "artv" else mmvid_loss
+  settings = dataclasses.replace(settings, negatives="all")  # Score every sample both ways.
 
   def eval_step(params, batch: dict, frozen, key):
     tokenizer, text_encoder = frozen
