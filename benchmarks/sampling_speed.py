@@ -21,6 +21,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import linen as nn  # noqa: E402
 
+from mmvid_jax.evaluation import decoder_specs  # noqa: E402
 from mmvid_jax.sampling import generate  # noqa: E402
 from mmvid_jax.transformer import api  # noqa: E402
 from mmvid_jax.transformer import model as model_lib  # noqa: E402
@@ -101,7 +102,10 @@ def main(argv=None):
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--iters", type=int, default=2)
   parser.add_argument("--decoders", default="mask_predict,ar",
-                      help="comma list of mask_predict, maskgit, ar, ar_uncached")
+                      help="comma list of decoder settings (mask_predict, mask_predict_b4, "
+                      "maskgit, ar, ar_uncached; see mmvid_jax/evaluation/decoder_specs.py)")
+  parser.add_argument("--score_on", choices=("completed", "masked"), default="completed",
+                      help="where mask-predict candidates are scored (B > 1)")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   parser.add_argument("--json", default="", help="also append the results to this JSON-lines file")
   args = parser.parse_args(argv)
@@ -121,13 +125,17 @@ def main(argv=None):
     if name == "ar_uncached":
       result = time_uncached_ar(bundle, args.batch, args.iters)
     else:
-      options = generate.DecodeOptions(decoder=name, steps=args.steps)
+      spec = decoder_specs.parse(name, args.steps, 1)
+      options = generate.DecodeOptions(decoder=spec.decoder, steps=spec.steps,
+                                       num_candidates=spec.num_candidates, score_on=args.score_on)
       result = time_decoder(bundle, options, args.batch, args.iters)
+      result.update(name=name, candidates=spec.num_candidates, score_on=args.score_on,
+                    forward_passes=options.forward_passes())
     result.update(preset=args.preset, dtype=args.dtype, device=device.device_kind)
     results.append(result)
     print(json.dumps(result), flush=True)
     del bundle
-  by_name = {r["decoder"]: r["seconds_per_video"] for r in results}
+  by_name = {r.get("name", r["decoder"]): r["seconds_per_video"] for r in results}
   for other in ("ar", "ar_uncached_estimate"):
     if other in by_name and "mask_predict" in by_name:
       print(f"{other} / mask_predict seconds per video: "

@@ -175,6 +175,7 @@ def _sample(tiny: bool) -> ml_collections.ConfigDict:
   s.temperature = 1.0  # MaskGIT / ART-V softmax temperature
   s.top_k = 0  # ART-V top-k filter; 0 = off
   s.choice_temperature = 4.5  # MaskGIT re-masking noise
+  s.dtype = "float32"  # transformer compute precision when sampling: "float32" | "bfloat16"
   s.num_samples = 2 if tiny else 4
   s.num_prompts = 2 if tiny else 8
   s.batch_size = 8

@@ -189,6 +189,8 @@ def _check_sample(config: ml_collections.ConfigDict) -> None:
   if s.get("num_candidates", 1) > 1 and s.get("decoder", "mask_predict") != "mask_predict":
     raise ConfigError("sample.num_candidates", f"is {s.num_candidates} but only mask_predict "
                       "reranks candidates", "set it to 1 or use decoder mask_predict")
+  if s.get("dtype", "float32") not in ("float32", "bfloat16"):
+    raise ConfigError("sample.dtype", f"unknown dtype {s.dtype!r}", "use float32 or bfloat16")
   if s.get("score_on", "completed") not in ("completed", "masked"):
     raise ConfigError("sample.score_on", f"unknown value {s.score_on!r}", "use completed or masked")
   for key in ("temperature", "batch_size", "num_prompts"):

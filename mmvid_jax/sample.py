@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="long video: clips chained by preserving --t_overlap frames")
   parser.add_argument("--t_overlap", type=int, default=None,
                       help="long video: frames kept from the previous clip (default T/2)")
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
+                      help="transformer compute precision (default: config sample.dtype)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--batch_size", type=int, default=8)
   parser.add_argument("--fps", type=float, default=8.0)
@@ -144,7 +146,8 @@ def run(args) -> str:
                                    cfg_scale=cfg, dynamic_stop=args.dynamic_stop)
   from mmvid_jax.tokenizer import api as tokenizer_api
   from mmvid_jax.transformer import api as transformer_api
-  bundle = transformer_api.load_transformer(workdir)
+  bundle = generate.with_compute_dtype(transformer_api.load_transformer(workdir),
+                                      args.dtype or sample.get("dtype", "float32"))
   tokenizer = tokenizer_api.load_tokenizer(workdir)
   generate.check_compatible(bundle, tokenizer, options)
   image_size = tokenizer.image_size

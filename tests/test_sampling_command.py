@@ -158,7 +158,7 @@ def _end_to_end(workdir, tmp_path, caplog):
 def test_command_maskgit_without_image(exported_workdir, tmp_path, caplog):
   out = tmp_path / "mg"
   assert sample_cli.main([f"--workdir={exported_workdir}", "--text=",
-                          "--num_samples=1", "--steps=2", "--decoder=maskgit",
+                          "--num_samples=1", "--steps=2", "--decoder=maskgit", "--dtype=bfloat16",
                           f"--out={out}"]) == 0
   assert "missing" in caplog.text
   assert len(outputs.read_manifest(str(out))) == 1

@@ -42,6 +42,20 @@ def test_generate_videos_shapes(bundle, decoder, extra):
   assert np.isfinite(info["score"]).all() == (extra.get("num_candidates", 1) > 1)
 
 
+def test_bfloat16_compute_close_to_float32(bundle):
+  half = generate.with_compute_dtype(bundle, "bfloat16")
+  tokens = jnp.full((2, bundle.layout.video_len), bundle.layout.mask_id, jnp.int32)
+  full_logits = bundle.tokens_to_logits(bundle.params, tokens, {"text_ids": jnp.asarray(TEXT)})[0]
+  half_logits = half.tokens_to_logits(half.params, tokens, {"text_ids": jnp.asarray(TEXT)})[0]
+  half_logits = np.asarray(half_logits, np.float32)
+  assert not np.array_equal(half_logits, full_logits)  # really computed in bfloat16
+  np.testing.assert_allclose(half_logits, full_logits, atol=0.15)
+  videos = generate.generate_videos(half, TOKENIZER, TEXT, None, jax.random.key(0), steps=2)
+  assert videos.shape == (2, 3, 16, 16, 3)
+  with pytest.raises(UserError, match="dtype"):
+    generate.with_compute_dtype(bundle, "float16")
+
+
 def test_generate_with_controls_and_missing_controls(control_bundle):
   controls = np.random.default_rng(0).integers(0, 255, (2, 1, 16, 16, 3), dtype=np.uint8)
   with_controls = generate.generate_videos(control_bundle, TOKENIZER, TEXT, controls,

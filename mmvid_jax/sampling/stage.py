@@ -66,7 +66,8 @@ def run(config, workdir: str) -> None:
   generate.DecodeOptions(**options)  # fail on a bad setting before loading anything
   tokenizer = tokenizer_api.load_tokenizer(workdir, expected_config=config.tokenizer,
                                            expected_image_size=int(config.data.image_size))
-  bundle = transformer_api.load_transformer(workdir)
+  bundle = generate.with_compute_dtype(transformer_api.load_transformer(workdir),
+                                      str(config.sample.get("dtype", "float32")))
   prompts = _test_prompts(config, workdir)
   num_samples = int(config.sample.num_samples)
   captions = [c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in prompts["caption"]]
