@@ -165,17 +165,23 @@ CLIPS = {
 }
 
 
-def write_mugen_tree(root: str, val_name: str = "val.json") -> dict:
+def write_mugen_tree(root: str, val_name: str = "val.json", extra_eval_clips: int = 0) -> dict:
   """Writes `root/assets` and `root/coinrun_dataset_jsons/{release, data}`; returns the paths.
 
   Clip paths are relative to `manual_dir`'s parent (the stored `data_folder` does not exist),
-  which is where the loader looks by default.
+  which is where the loader looks by default. `extra_eval_clips` adds that many more walking
+  clips to each of validation and test (evaluation batches drop incomplete remainders).
   """
   asset_dir = write_assets(os.path.join(root, "assets"))
   manual_dir = os.path.join(root, "coinrun_dataset_jsons", "release")
   os.makedirs(manual_dir, exist_ok=True)
   splits = {"train": [], "val": [], "test": []}
-  for i, (name, (split, num_frames, kwargs, auto, manual)) in enumerate(CLIPS.items()):
+  clips = dict(CLIPS)
+  for j in range(extra_eval_clips):
+    for split in ("val", "test"):
+      clips[f"{split}_extra{j}"] = (split, 12, {"seed": 10 + j, "world": j % 2},
+                                     "Mugen walks right.", ["Mugen walks to the right."])
+  for i, (name, (split, num_frames, kwargs, auto, manual)) in enumerate(clips.items()):
     relative = f"data/{name}.json"
     path = os.path.join(os.path.dirname(manual_dir), relative)
     os.makedirs(os.path.dirname(path), exist_ok=True)
