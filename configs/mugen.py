@@ -179,6 +179,7 @@ def _sample(tiny: bool) -> ml_collections.ConfigDict:
   s.temperature = 1.0
   s.top_k = 0
   s.choice_temperature = 4.5
+  s.dtype = "float32"  # transformer compute precision when sampling: "float32" | "bfloat16"
   s.num_samples = 2 if tiny else 4
   s.num_prompts = 2 if tiny else 8
   s.batch_size = 2 if tiny else 8
