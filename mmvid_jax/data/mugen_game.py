@@ -246,25 +246,32 @@ def load_game(path: str) -> Game:
   return parse_game(data, path)
 
 
+# Sprite of each maze character; "{ground}" is kenney/Ground/<Theme>/<theme>.
+_TILE_SPRITES = {
+    WALL_MIDDLE: "{ground}Center.png",
+    WALL_SURFACE: "{ground}Mid.png",
+    WALL_CLIFF_LEFT: "{ground}Cliff_left.png",
+    WALL_CLIFF_RIGHT: "{ground}Cliff_right.png",
+    COIN: "kenneyLarge/Items/coinGold.png",
+    GEM: "kenneyLarge/Items/gemRed.png",
+    CRATE_NORMAL: "kenney/Tiles/boxCrate.png",
+    CRATE_DOUBLE: "kenney/Tiles/boxCrate_double.png",
+    CRATE_SINGLE: "kenney/Tiles/boxCrate_single.png",
+    CRATE_WARNING: "kenney/Tiles/boxCrate_warning.png",
+    LAVA_MIDDLE: "kenney/Tiles/lava.png",
+    LAVA_SURFACE: "kenney/Tiles/lavaTop_low.png",
+    SPIKE: "kenney/Tiles/spikes.png",
+    LADDER: "kenney/Tiles/ladderMid.png",
+}
+
+
 def tile_sprite(game: Game, char: str) -> str:
   """Sprite path (relative to the asset dir) of a maze character."""
-  ground = f"kenney/Ground/{game.ground_theme}/{game.ground_theme.lower()}"
-  return {
-      WALL_MIDDLE: ground + "Center.png",
-      WALL_SURFACE: ground + "Mid.png",
-      WALL_CLIFF_LEFT: ground + "Cliff_left.png",
-      WALL_CLIFF_RIGHT: ground + "Cliff_right.png",
-      COIN: "kenneyLarge/Items/coinGold.png",
-      GEM: "kenneyLarge/Items/gemRed.png",
-      CRATE_NORMAL: "kenney/Tiles/boxCrate.png",
-      CRATE_DOUBLE: "kenney/Tiles/boxCrate_double.png",
-      CRATE_SINGLE: "kenney/Tiles/boxCrate_single.png",
-      CRATE_WARNING: "kenney/Tiles/boxCrate_warning.png",
-      LAVA_MIDDLE: "kenney/Tiles/lava.png",
-      LAVA_SURFACE: "kenney/Tiles/lavaTop_low.png",
-      SPIKE: "kenney/Tiles/spikes.png",
-      LADDER: "kenney/Tiles/ladderMid.png",
-  }[char]
+  path = _TILE_SPRITES[char]
+  if path.startswith("{ground}"):
+    theme = game.ground_theme
+    path = f"kenney/Ground/{theme}/{theme.lower()}" + path[len("{ground}"):]
+  return path
 
 
 def agent_sprite(game: Game, pose: str) -> str:
