@@ -14,14 +14,17 @@ start frames without a rebuild: `config.data.source = "render"` (see `mugen_inpu
 import dataclasses
 import os
 
-from absl import logging
-from etils import epath
-import numpy as np
-import tensorflow_datasets as tfds
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from mmvid_jax.data import mugen
-from mmvid_jax.data import mugen_data
-from mmvid_jax.errors import UserError
+from absl import logging  # noqa: E402
+from etils import epath  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+
+from mmvid_jax.data import mugen  # noqa: E402
+from mmvid_jax.data import mugen_data  # noqa: E402
+from mmvid_jax.errors import UserError  # noqa: E402
 
 _ZLIB = tfds.features.Encoding.ZLIB
 
