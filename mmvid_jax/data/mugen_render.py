@@ -61,6 +61,7 @@ class ClipRenderer:
     self._cell_eatable = [c in eaten or game.maze[c[1]][c[0]] in (mg.COIN, mg.GEM)
                           for c in cells]
     self._cell_sprites = None  # Loaded on the first fast frame.
+    self._lava_sources = {}
 
   # Geometry shared by every painter.
   def camera_dx(self, frame) -> float:
@@ -81,33 +82,41 @@ class ClipRenderer:
       left, top, w, h = integer_rect(rect)
       return [(self.sprites.get(path, self.tile_load, paint_size=(w, h)), left, top)]
     # Lava: the unscaled sprite is cut in two at the scroll phase and the halves swapped.
-    asset_w, asset_h = self.sprites.original(path).size
-    scroll = state_time * 0.1
-    scroll -= int(scroll)
-    scroll *= -1
+    scroll, crops = self._lava_source(path, state_time)
     d1, d2 = rect[:], rect[:]
-    source = [0, 0, asset_w, asset_h]
-    s1, s2 = source[:], source[:]
     d1[0] += scroll * rect[2]
     d2[0] += rect[2] + scroll * rect[2]
-    s1[0] += -scroll * asset_w
-    s2[0] += -asset_w - scroll * asset_w
     d1, d2 = intersect(d1, rect), intersect(d2, rect)
     if d1 is not None:
       d1[2] += 0.5
     if d2 is not None:
       d2[0] -= 0.5
       d2[2] += 0.5
-    s1, s2 = intersect(s1, source), intersect(s2, source)
     items = []
-    for dest, src in ((d1, s1), (d2, s2)):
-      if dest is None or src is None:
+    for dest, crop in zip((d1, d2), crops):
+      if dest is None or crop is None:
         continue
-      crop = integer_rect([src[0], src[1], src[0] + src[2], src[1] + src[3]])
       left, top, w, h = integer_rect(dest)
       if w > 0 and h > 0:
         items.append((self.sprites.get(path, None, crop=crop, paint_size=(w, h)), left, top))
     return items
+
+  def _lava_source(self, path, state_time):
+    """The scroll phase and the two crop boxes of the unscaled lava sprite (cached)."""
+    key = (path, state_time)
+    if key not in self._lava_sources:
+      asset_w, asset_h = self.sprites.original(path).size
+      scroll = state_time * 0.1
+      scroll -= int(scroll)
+      scroll *= -1
+      source = [0, 0, asset_w, asset_h]
+      s1, s2 = source[:], source[:]
+      s1[0] += -scroll * asset_w
+      s2[0] += -asset_w - scroll * asset_w
+      crops = tuple(None if s is None else integer_rect([s[0], s[1], s[0] + s[2], s[1] + s[3]])
+                    for s in (intersect(s1, source), intersect(s2, source)))
+      self._lava_sources[key] = (scroll, crops)
+    return self._lava_sources[key]
 
   def background_items(self, dx):
     game, size = self.game, self.size
