@@ -15,7 +15,7 @@ agent and the power-up shield. Three painters give identical pixels:
 Why not a pre-drawn maze cropped per frame: the background scrolls at 0.4x the maze's speed
 (parallax), so a pre-drawn maze must be alpha-composited over it on every frame; measured,
 that full-frame masked composite (plus the lava and coin cells repainted per frame) costs
-more than pasting the ~40 visible tiles (0.3-0.6x the reference's speed; docs/mugen.md).
+more than pasting the ~40 visible tiles (0.2-0.6x the reference's speed; docs/mugen.md).
 """
 
 import math
