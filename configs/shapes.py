@@ -68,45 +68,59 @@ def _data(variant: str, tiny: bool) -> ml_collections.ConfigDict:
 
 
 def _tokenizer(data: ml_collections.ConfigDict, tiny: bool) -> ml_collections.ConfigDict:
+  """Per-frame VQGAN (docs/tokenizer.md). Sized for CPU: f8 (8x8 tokens per 64px frame)."""
   tok = ml_collections.ConfigDict()
   tok.quantizer = "vq"  # "vq" or "fsq"
-  tok.codebook_size = 256 if tiny else 512
+  tok.codebook_size = 128 if tiny else 256  # vq only; fsq has prod(fsq_levels) codes
   tok.fsq_levels = (8, 5, 5, 5)
-  tok.embed_dim = 32 if tiny else 64
-  tok.channels = 16 if tiny else 64
+  tok.embed_dim = 16 if tiny else 32
+  tok.channels = 16
   # One entry per resolution level; downsampling factor = 2 ** (len(channel_mult) - 1).
-  tok.channel_mult = (1, 2, 2) if tiny else (1, 2, 2, 4)
+  tok.channel_mult = (1, 2, 2) if tiny else (1, 2, 4, 4)
   tok.num_res_blocks = 1
-  tok.attn_resolutions = ()
+  tok.attn_resolutions = ()  # the mid block always has one attention layer
+  tok.dropout = 0.0
   tok.downsample_factor = 2 ** (len(tok.channel_mult) - 1)
   tok.latent_size = data.image_size // tok.downsample_factor
   tok.beta = 0.25
-  tok.l2_normalize = False
+  tok.l2_normalize = True
   tok.ema = False
   tok.ema_decay = 0.99
   tok.dead_code_restart = True
+  tok.dead_code_threshold = 0.03  # restart codes used < 3% as often as uniform
+  tok.usage_decay = 0.9
   # Losses.
   tok.recon_loss = "l1"  # "l1" or "l2"
-  tok.perceptual_weight = 0.0 if tiny else 0.1
+  tok.perceptual_weight = 0.0  # LPIPS is costly on CPU; 1.0 is taming's value
   tok.lpips_net = "vgg16"  # or "alexnet"
-  tok.disc_start = 10**9 if tiny else 10**9
+  tok.eval_lpips_net = "alexnet"
+  tok.disc_start = 10**9  # GAN off for the CPU budget; e.g. 2000 with longer runs
   tok.disc_weight = 0.8
   tok.disc_loss = "hinge"  # or "non_saturating"
+  tok.disc_channels = 64
+  tok.disc_layers = 3
+  tok.disc_norm = "group"  # or "none"
+  tok.disc_learning_rate = 2e-3 if not tiny else 3e-3
   tok.adaptive_disc_weight = True
   tok.r1_weight = 0.0
   tok.lecam_weight = 0.0
   tok.codebook_weight = 1.0
   # Optimisation.
-  tok.batch_size = 8 if tiny else 32
-  tok.num_steps = 30 if tiny else 1500
-  tok.learning_rate = 3e-4 if tiny else 1e-3
-  tok.warmup_steps = 5 if tiny else 100
-  tok.ema_params_decay = 0.99
-  tok.log_every = 10 if tiny else 50
-  tok.eval_every = 30 if tiny else 500
-  tok.checkpoint_every = 30 if tiny else 250
+  tok.batch_size = 8
+  tok.frames_per_clip = 2  # random frames per clip in each training batch
+  tok.num_steps = 30 if tiny else 200
+  tok.learning_rate = 3e-3 if tiny else 2e-3
+  tok.adam_b1 = 0.9
+  tok.adam_b2 = 0.99
+  tok.grad_clip_norm = 0.0
+  tok.warmup_steps = 5 if tiny else 20
+  tok.ema_params_decay = 0.9 if tiny else 0.98
+  tok.log_every = 10 if tiny else 20
+  tok.eval_every = 30 if tiny else 100
+  tok.checkpoint_every = 30 if tiny else 100
   tok.max_to_keep = 2
-  tok.num_eval_batches = 2 if tiny else 8
+  tok.num_eval_batches = 2 if tiny else 4
+  tok.eval_batch_size = 8 if tiny else 16
   return tok
 
 

@@ -99,6 +99,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                         f"{data.image_size} is not divisible by the tokenizer's downsampling "
                         f"factor {factor}",
                         f"use a multiple of {factor} (e.g. {max(factor, data.image_size // factor * factor)})")
+    _check_tokenizer(config)
 
   for section in ("tokenizer", "transformer"):
     if section in config and config[section].batch_size % num_devices:
@@ -118,6 +119,45 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     _check_sample(config)
   if "evaluate" in config:
     _check_evaluate(config)
+
+
+
+def _check_tokenizer(config: ml_collections.ConfigDict) -> None:
+  """Choices and ranges of the tokenizer section (stage 1)."""
+  tok = config.tokenizer
+  _one_of("tokenizer", "quantizer", tok.quantizer, ("vq", "fsq"))
+  _one_of("tokenizer", "recon_loss", tok.recon_loss, ("l1", "l2"))
+  _one_of("tokenizer", "disc_loss", tok.disc_loss, ("hinge", "non_saturating"))
+  _one_of("tokenizer", "lpips_net", tok.lpips_net, ("alexnet", "vgg16"))
+  _one_of("tokenizer", "eval_lpips_net", tok.get("eval_lpips_net", "alexnet"), ("alexnet", "vgg16"))
+  _one_of("tokenizer", "disc_norm", tok.get("disc_norm", "group"), ("group", "none"))
+  if tok.quantizer == "fsq" and (len(tok.fsq_levels) < 1
+                                 or any(int(l) != l or l < 2 for l in tok.fsq_levels)):
+    raise ConfigError("tokenizer.fsq_levels", f"{tuple(tok.fsq_levels)} must be integers >= 2",
+                      "use e.g. (8, 5, 5, 5) for 1000 codes")
+  expected_latent = config.data.image_size // tok.downsample_factor
+  if tok.get("latent_size", expected_latent) != expected_latent:
+    raise ConfigError("tokenizer.latent_size", f"is {tok.latent_size} but {config.data.image_size} "
+                      f"px frames downsampled by {tok.downsample_factor} give {expected_latent}",
+                      "set it to data.image_size // downsample_factor")
+  for key in ("perceptual_weight", "disc_weight", "r1_weight", "lecam_weight", "codebook_weight",
+              "beta", "warmup_steps", "disc_start"):
+    if key in tok and tok[key] < 0:
+      raise ConfigError(f"tokenizer.{key}", f"must be >= 0, got {tok[key]!r}",
+                        f"pass --config.tokenizer.{key}=0 or more")
+  for key in ("ema_decay", "ema_params_decay", "usage_decay"):
+    if key in tok and not 0.0 <= tok[key] < 1.0:
+      raise ConfigError(f"tokenizer.{key}", f"{tok[key]!r} is not a decay in [0, 1)",
+                        "use e.g. 0.99")
+  frames = tok.get("frames_per_clip", 1)
+  if not 1 <= frames:
+    raise ConfigError("tokenizer.frames_per_clip", f"must be >= 1, got {frames!r}",
+                      f"use 1 to {config.data.num_frames}")
+  if any(r not in [config.data.image_size // 2 ** i for i in range(len(tok.channel_mult))]
+         for r in tok.attn_resolutions):
+    raise ConfigError("tokenizer.attn_resolutions", f"{tuple(tok.attn_resolutions)} includes a "
+                      "resolution the encoder never reaches",
+                      f"use sizes among {[config.data.image_size // 2 ** i for i in range(len(tok.channel_mult))]}")
 
 
 def _check_mugen_paths(data: ml_collections.ConfigDict) -> None:

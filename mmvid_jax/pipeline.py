@@ -24,7 +24,7 @@ ORDER = ("data", "tokenizer", "transformer", "sample", "evaluate")
 # the pipeline says so and stops rather than fake a result.
 STAGE_MODULES: dict[str, str | None] = {
     "data": "mmvid_jax.data.stage",
-    "tokenizer": None,
+    "tokenizer": "mmvid_jax.tokenizer.stage",
     "transformer": "mmvid_jax.transformer.stage",
     "sample": "mmvid_jax.sampling.stage",
     "evaluate": "mmvid_jax.evaluation.stage",
