@@ -89,3 +89,20 @@ def test_direction_from_synthetic_tracks():
   np.testing.assert_array_equal(oracle.direction_from_track(tracks, 32), np.arange(8))
   tracks[2, 3:] = np.nan  # missing frames are ignored
   assert oracle.direction_from_track(tracks, 32)[2] == 2
+
+
+def test_background_is_the_median_of_frames_away_from_the_object():
+  import warnings
+  rng = np.random.default_rng(4)
+  for frames in (1, 2, 7, 8):
+    clip = rng.integers(0, 256, (frames, 9, 9, 3), dtype=np.uint8)
+    near = rng.random((frames, 9, 9)) < 0.5
+    near[:, 0, 0] = True  # a pixel the object never leaves
+    values = np.where(near[..., None], np.nan, clip.astype(np.float32))
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)
+      expected = np.nanmedian(values, axis=0)
+    # Pixels never free of the object take the clip's median background colour.
+    fallback = np.median(clip[~near].astype(np.float32), axis=0)
+    expected = np.where(np.isnan(expected), fallback, expected)
+    np.testing.assert_allclose(oracle._background(clip, near), expected)

@@ -81,11 +81,13 @@ def _background(clip: np.ndarray, near_object: np.ndarray) -> np.ndarray:
   if not free.any():
     return np.zeros(clip.shape[1:], np.float32)
   fallback = np.median(clip[free].astype(np.float32), axis=0)
-  seen = free.any(axis=0)
-  estimate = np.zeros(clip.shape[1:], np.float32)
-  estimate[seen] = np.nanmedian(values[:, seen], axis=0)
-  estimate[~seen] = fallback
-  return estimate
+  # Median over the free frames of each pixel: sorting puts the NaNs last (much faster than
+  # np.nanmedian).
+  ordered = np.sort(values, axis=0)
+  count = free.sum(axis=0)[None, ..., None]
+  low = np.take_along_axis(ordered, np.maximum(count - 1, 0) // 2, axis=0)[0]
+  high = np.take_along_axis(ordered, np.minimum(count // 2, len(clip) - 1), axis=0)[0]
+  return np.where(count[0] > 0, 0.5 * (low + high), fallback).astype(np.float32)
 
 
 def _read_clip(clip: np.ndarray):
