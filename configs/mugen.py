@@ -82,45 +82,59 @@ def _data(tiny: bool) -> ml_collections.ConfigDict:
 
 
 def _tokenizer(data: ml_collections.ConfigDict, tiny: bool) -> ml_collections.ConfigDict:
+  """Per-frame VQGAN (docs/tokenizer.md): f8 at 128 px, 16 x 16 tokens per frame."""
   tok = ml_collections.ConfigDict()
   tok.quantizer = "vq"  # "vq" or "fsq"
-  tok.codebook_size = 256 if tiny else 1024
+  tok.codebook_size = 128 if tiny else 1024  # vq only; fsq has prod(fsq_levels) codes
   tok.fsq_levels = (8, 5, 5, 5)
-  tok.embed_dim = 32 if tiny else 256
+  tok.embed_dim = 16 if tiny else 64
   tok.channels = 16 if tiny else 128
   # One entry per resolution level; downsampling factor = 2 ** (len(channel_mult) - 1).
   tok.channel_mult = (1, 2, 2) if tiny else (1, 2, 2, 4)
   tok.num_res_blocks = 1 if tiny else 2
-  tok.attn_resolutions = () if tiny else (16,)
+  tok.attn_resolutions = () if tiny else (16,)  # plus the mid block's attention
+  tok.dropout = 0.0
   tok.downsample_factor = 2 ** (len(tok.channel_mult) - 1)
   tok.latent_size = data.image_size // tok.downsample_factor
   tok.beta = 0.25
-  tok.l2_normalize = False
+  tok.l2_normalize = True
   tok.ema = False
   tok.ema_decay = 0.99
   tok.dead_code_restart = True
+  tok.dead_code_threshold = 0.03  # restart codes used < 3% as often as uniform
+  tok.usage_decay = 0.9 if tiny else 0.99
   # Losses.
   tok.recon_loss = "l1"  # "l1" or "l2"
   tok.perceptual_weight = 0.0 if tiny else 1.0
   tok.lpips_net = "vgg16"  # or "alexnet"
+  tok.eval_lpips_net = "alexnet"
   tok.disc_start = 10**9 if tiny else 20000
   tok.disc_weight = 0.8
   tok.disc_loss = "hinge"  # or "non_saturating"
+  tok.disc_channels = 64
+  tok.disc_layers = 3
+  tok.disc_norm = "group"  # or "none"
+  tok.disc_learning_rate = 3e-3 if tiny else 1e-4
   tok.adaptive_disc_weight = True
   tok.r1_weight = 0.0
   tok.lecam_weight = 0.0
   tok.codebook_weight = 1.0
-  # Optimisation (batches of frames' clips; the tokenizer sees every frame).
+  # Optimisation.
   tok.batch_size = 8 if tiny else 32
+  tok.frames_per_clip = 2 if tiny else 4  # random frames per clip in each training batch
   tok.num_steps = 10 if tiny else 100000
-  tok.learning_rate = 3e-4 if tiny else 1e-4
+  tok.learning_rate = 3e-3 if tiny else 1e-4
+  tok.adam_b1 = 0.9
+  tok.adam_b2 = 0.99
+  tok.grad_clip_norm = 0.0
   tok.warmup_steps = 2 if tiny else 1000
-  tok.ema_params_decay = 0.99
+  tok.ema_params_decay = 0.9 if tiny else 0.999
   tok.log_every = 5 if tiny else 100
   tok.eval_every = 10 if tiny else 5000
   tok.checkpoint_every = 10 if tiny else 2000
   tok.max_to_keep = 2
   tok.num_eval_batches = 1 if tiny else 16
+  tok.eval_batch_size = 8 if tiny else 16
   return tok
 
 
