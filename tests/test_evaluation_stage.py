@@ -94,6 +94,8 @@ def test_evaluate_stage_writes_metrics(tiny_workdir):
   assert record["complete"] and record["num_videos"] == 6 and record["split"] == "test"
   # The real clips read back perfectly: the oracle works on this data.
   assert record["real"]["oracle"]["all"] == 1.0
+  assert record["real"]["oracle"]["detected"] == 1.0
+  assert record["real"]["oracle"]["template_iou"] > 0.9
   assert 0.0 <= record["real"]["rel"]["mean_probability"] <= 1.0
   recon = record["reconstruction"]
   assert recon["psnr"] > 0 and -1.0 <= recon["ssim"] <= 1.0 and recon["lpips"] >= 0

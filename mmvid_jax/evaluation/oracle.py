@@ -202,10 +202,14 @@ def accuracy(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
   return result
 
 
-def evaluate(videos: np.ndarray, attributes: np.ndarray) -> dict[str, float]:
-  """Oracle accuracies of videos against the attributes their captions asked for."""
-  reading = read_videos(videos)
+def summarize(reading: OracleReading, attributes: np.ndarray) -> dict[str, float]:
+  """Accuracies, plus the fraction of videos with an object and the mean template IoU."""
   result = accuracy(reading.attributes, attributes)
   result["detected"] = float(np.mean(~np.all(np.isnan(reading.centers[..., 0]), axis=1)))
   result["template_iou"] = float(reading.template_score.mean())
   return result
+
+
+def evaluate(videos: np.ndarray, attributes: np.ndarray) -> dict[str, float]:
+  """Oracle accuracies of videos against the attributes their captions asked for."""
+  return summarize(read_videos(videos), attributes)

@@ -199,10 +199,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
       "num_videos": num_videos, "split": str(evaluate.split),
       "image_size": int(config.data.image_size), "num_frames": int(config.data.num_frames),
       "transformer_step": _transformer_step(workdir),
-      "real": {"oracle": oracle.accuracy(real_reading.attributes, real["attributes"]),
+      "real": {"oracle": oracle.summarize(real_reading, real["attributes"]),
                "rel": None if real_rel is None else measures.summarize_rel(real_rel)},
       "reconstruction": {**recon_metrics,
-                         "oracle": oracle.accuracy(recon_reading.attributes, real["attributes"])},
+                         "oracle": oracle.summarize(recon_reading, real["attributes"])},
       "decoders": {},
   }
   extractor, real_features = None, None
@@ -230,7 +230,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
         "settings": {**dataclasses.asdict(options),
                      "forward_passes_per_video": (num_tokens if spec.decoder == "ar"
                                                   else options.forward_passes())},
-        "oracle": oracle.accuracy(reading.attributes, real["attributes"]),
+        "oracle": oracle.summarize(reading, real["attributes"]),
         "seconds": seconds, "seconds_per_video": seconds / num_videos,
     }
     rel = None if rel_scorer is None else rel_scorer(generated, real["text_ids"], controls)
