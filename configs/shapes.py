@@ -189,6 +189,8 @@ def _sample(tiny: bool) -> ml_collections.ConfigDict:
   s.temperature = 1.0  # MaskGIT / ART-V softmax temperature
   s.top_k = 0  # ART-V top-k filter; 0 = off
   s.choice_temperature = 4.5  # MaskGIT re-masking noise
+  # mask-predict Gumbel-noise schedule (alpha1, beta1, alpha2, alpha3); zeros = MMVID default.
+  s.noise_schedule = (0.0, 0.0, 0.0, 0.0)
   s.dtype = "float32"  # transformer compute precision when sampling: "float32" | "bfloat16"
   s.num_samples = 2 if tiny else 4
   s.num_prompts = 2 if tiny else 8

@@ -229,6 +229,10 @@ def _check_sample(config: ml_collections.ConfigDict) -> None:
   if s.get("num_candidates", 1) > 1 and s.get("decoder", "mask_predict") != "mask_predict":
     raise ConfigError("sample.num_candidates", f"is {s.num_candidates} but only mask_predict "
                       "reranks candidates", "set it to 1 or use decoder mask_predict")
+  noise = tuple(s.get("noise_schedule", (0.0, 0.0, 0.0, 0.0)))
+  if len(noise) != 4 or any(not isinstance(v, (int, float)) or v < 0 for v in noise):
+    raise ConfigError("sample.noise_schedule", f"needs 4 non-negative numbers, got {noise!r}",
+                      "pass (alpha1, beta1, alpha2, alpha3), e.g. (0, 0, 0, 0)")
   if s.get("dtype", "float32") not in ("float32", "bfloat16"):
     raise ConfigError("sample.dtype", f"unknown dtype {s.dtype!r}", "use float32 or bfloat16")
   if s.get("score_on", "completed") not in ("completed", "masked"):

@@ -186,3 +186,17 @@ def test_guidance_scale_zero_equals_unguided():
   cond_logits, uncond_logits = fn(1.0, tokens, cond)[0], fn(1.0, tokens, null)[0]
   np.testing.assert_allclose(logits, 3.0 * cond_logits - 2.0 * uncond_logits, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(rel, cond["text_ids"].mean(1))
+
+
+def test_noise_schedule_changes_the_draws_and_zero_is_plain_sampling():
+  stub = sampling_stubs.make_stub(N)
+  given = jnp.zeros((2, N), jnp.int32)
+  plain, _ = _run_mp(stub, given, jax.random.key(10), steps=3)
+  zeros, _ = _run_mp(stub, given, jax.random.key(10), steps=3,
+                     noise_schedule=schedules.ThreePhase(10, 5, 35, 0.0, 0.0, 0.0, 0.0))
+  noisy, _ = _run_mp(stub, given, jax.random.key(10), steps=3,
+                     noise_schedule=schedules.ThreePhase(10, 5, 35, 3.0, 1.0, 0.5, 0.1))
+  np.testing.assert_array_equal(plain, zeros)
+  assert not np.array_equal(plain, noisy)
+  np.testing.assert_allclose(schedules.mmvid_noise_scales(12, schedules.ThreePhase(
+      10, 5, 35, 1.0, 0.1, 0.5, 0.2))[[0, 9, 10, 11]], [1.0, 0.1, 0.5, 0.5], rtol=1e-6)

@@ -22,6 +22,7 @@ from mmvid_jax.sampling import guidance
 from mmvid_jax.sampling import long_video
 from mmvid_jax.sampling import mask_predict as mask_predict_lib
 from mmvid_jax.sampling import maskgit as maskgit_lib
+from mmvid_jax.sampling import schedules
 
 DECODERS = ("mask_predict", "maskgit", "ar")
 
@@ -38,8 +39,16 @@ class DecodeOptions:
   temperature: float = 1.0         # MaskGIT / ART-V softmax temperature
   top_k: int = 0                   # ART-V top-k filter (0 = off)
   choice_temperature: float = 4.5  # MaskGIT re-masking noise
+  # mask-predict Gumbel-noise "temperature" (alpha1, beta1, alpha2, alpha3) over MMVID's phases
+  # of 10/5/35 steps (spec §5.2); all zeros = the official default (plain sampling).
+  noise_schedule: tuple = (0.0, 0.0, 0.0, 0.0)
 
   def __post_init__(self):
+    # Hashable even when read back from a JSON config (lists).
+    object.__setattr__(self, "noise_schedule", tuple(float(v) for v in self.noise_schedule))
+    if len(self.noise_schedule) != 4:
+      raise UserError(f"noise_schedule needs 4 values (alpha1, beta1, alpha2, alpha3), got "
+                      f"{self.noise_schedule}.")
     if self.decoder not in DECODERS:
       raise UserError(f"unknown decoder {self.decoder!r}. Fix: use one of {', '.join(DECODERS)}.")
     if self.steps < 1 or self.num_candidates < 1:
@@ -146,9 +155,12 @@ def _decode(bundle, text_ids, control_codes, given, key, options: DecodeOptions,
                                        options.temperature)
     return maskgit_lib.maskgit_decode(logits_fn, given, key, mask_id=layout.mask_id,
                                       preserve_mask=preserve_mask, config=config)
+  phases = schedules.MMVID_NOISE_SCHEDULE
   config = mask_predict_lib.MaskPredictConfig(
       steps=options.steps, num_candidates=options.num_candidates,
-      dynamic_stop=options.dynamic_stop, score_on=options.score_on)
+      dynamic_stop=options.dynamic_stop, score_on=options.score_on,
+      noise_schedule=schedules.ThreePhase(phases.len1, phases.len2, phases.len3,
+                                          *options.noise_schedule))
   return mask_predict_lib.mask_predict(logits_fn, given, key, mask_id=layout.mask_id,
                                        preserve_mask=preserve_mask, config=config)
 
