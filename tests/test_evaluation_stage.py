@@ -193,6 +193,8 @@ def test_full_tiny_pipeline_ends_with_metrics(tmp_path):
     pytest.skip(f"stages not built yet: {missing}")
   config = tiny_config()
   config.tokenizer.num_steps = 4
+  config.tokenizer.warmup_steps = 2
+  config.transformer.warmup_steps = 2
   config.tokenizer.eval_every = 4
   config.tokenizer.checkpoint_every = 4
   config.tokenizer.log_every = 2
