@@ -55,7 +55,7 @@ def shapes_config():
   return module.get_config("default")
 
 
-def setup(size: str):
+def setup(size: str, patch: int = 0):
   """(transformer config, layout, tokenizer, image size)."""
   if size == "mmvox":
     tr = shapes_config().transformer
@@ -67,7 +67,7 @@ def setup(size: str):
   config = shapes_config()
   tok = config.tokenizer
   tokenizer = PseudoTokenizer(image_size=config.data.image_size,
-                              patch_size=tok.downsample_factor, levels=8)
+                              patch_size=patch or tok.downsample_factor, levels=8)
   layout = Layout(tokenizer.codebook_size, int(config.data.sentencepiece_vocab_size),
                   int(config.data.text_seq_len), int(config.data.num_frames),
                   tokenizer.latent_size, tokenizer.latent_size)
@@ -124,9 +124,13 @@ def main():
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--variants", default="fused,split,separate")
   parser.add_argument("--sample_steps", type=int, default=20)
+  parser.add_argument("--patch", type=int, default=0,
+                      help="shapes: pseudo-tokenizer patch (default: the tokenizer's factor)")
+  parser.add_argument("--cost_only", action="store_true",
+                      help="compile and report XLA FLOPs only (no timing)")
   args = parser.parse_args()
 
-  tr, layout, tokenizer = setup(args.size)
+  tr, layout, tokenizer = setup(args.size, args.patch)
   model = make_model(tr, layout)
   settings = step_lib.settings_from_config(tr)
   tx = step_lib.build_optimizer(tr, 1000)
@@ -162,13 +166,19 @@ def main():
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    if args.cost_only:
+      print(f"[{variant}] {flops / 1e9:.0f} GFLOP/step (XLA cost analysis)")
+      continue
     seconds, state = time_step(step, state, batch, frozen, args.steps)
+    dense = max(dense, matmul_flops_per_second())  # same conditions as the step (shared CPU)
     print(f"[{variant}] params {count_params(state.params) / 1e6:.1f}M | step {seconds:.3f} s | "
           f"{args.batch * layout.seq_len / seconds:.0f} tokens/s | {flops / 1e9:.0f} GFLOP/step "
           f"(XLA) | {flops / seconds / 1e9:.1f} GFLOP/s = {flops / seconds / dense:.0%} of dense "
           f"matmul")
     del state
 
+  if args.cost_only:
+    return
   # Sampling: one mask-predict step = one forward pass at batch 1 with the condition reused.
   params = jax.jit(lambda k: jax.tree_util.tree_map(
       lambda x: x.value if hasattr(x, "value") else x, init_fn(k).params,

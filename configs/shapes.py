@@ -126,9 +126,10 @@ def _tokenizer(data: ml_collections.ConfigDict, tiny: bool) -> ml_collections.Co
 
 def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> ml_collections.ConfigDict:
   tr = ml_collections.ConfigDict()
-  tr.width = 64 if tiny else 256
-  tr.depth = 2 if tiny else 6
-  tr.num_heads = 2 if tiny else 8
+  # Sized for the end-to-end CPU budget (see docs/transformer.md, "Shapes default config").
+  tr.width = 64 if tiny else 128
+  tr.depth = 2 if tiny else 4
+  tr.num_heads = 2 if tiny else 4
   tr.mlp_dim = 4 * tr.width
   tr.activation = "quick_gelu"  # or "gelu"
   tr.dropout = 0.0
@@ -162,16 +163,16 @@ def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> m
   # (2 passes per sample instead of 3; see docs/transformer.md).
   tr.negatives = "all"
   # Optimisation.
-  tr.batch_size = 8 if tiny else 32
-  tr.num_steps = 30 if tiny else 3000
-  tr.learning_rate = 1e-3 if tiny else 5e-4
+  tr.batch_size = 8 if tiny else 16
+  tr.num_steps = 30 if tiny else 800
+  tr.learning_rate = 1e-3
   tr.lr_schedule = "log_warmup"  # MMVID; or "cosine"
-  tr.warmup_steps = 5 if tiny else 300
+  tr.warmup_steps = 5 if tiny else 100
   tr.min_learning_rate = 1e-6
   tr.grad_clip_norm = 1.0
   tr.log_every = 10 if tiny else 50
-  tr.eval_every = 30 if tiny else 500
-  tr.checkpoint_every = 30 if tiny else 500
+  tr.eval_every = 30 if tiny else 400
+  tr.checkpoint_every = 30 if tiny else 400
   tr.max_to_keep = 2
   tr.num_eval_batches = 2 if tiny else 4
   return tr

@@ -121,6 +121,7 @@ def train(config, workdir: str, tokenizer) -> api.TransformerBundle:
 
   def loop_step(state, batch, step):
     del step  # The state carries its own step (and so its key).
+    layout.check_ids(text_ids=batch["text_ids"])  # Host-side: out-of-range ids would be NaN.
     return train_step(state, mesh_lib.shard_batch(batch, mesh), frozen)
 
   def eval_fn(state, step):
