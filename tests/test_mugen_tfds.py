@@ -123,21 +123,13 @@ def test_input_checks(tree, tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_config_trains_tokenizer_and_transformer(tmp_path, monkeypatch):
+def test_tiny_config_trains_tokenizer_and_transformer(tmp_path):
   """configs/mugen.py:tiny from the fixture: data build, 2 tokenizer and 2 transformer steps."""
   from configs import mugen as mugen_config
   from mmvid_jax import configuration
-  from mmvid_jax.data import pipeline
+  from mmvid_jax.data import stage as data_stage
   from mmvid_jax.tokenizer import stage as tokenizer_stage
   from mmvid_jax.transformer import stage as transformer_stage
-  shapes_make_dataset = pipeline.make_dataset
-
-  def make_dataset(config, split, workdir, **kwargs):  # The pipeline's dispatch for "mugen".
-    if config.data.name == "mugen":
-      return mugen_input.make_dataset(config, split, workdir, **kwargs)
-    return shapes_make_dataset(config, split, workdir, **kwargs)
-
-  monkeypatch.setattr(pipeline, "make_dataset", make_dataset)
   paths = fx.write_mugen_tree(str(tmp_path / "mugen"), extra_eval_clips=8)
   config = mugen_config.get_config("tiny")
   config.data.update(manual_dir=paths["manual_dir"], asset_dir=paths["asset_dir"],
@@ -146,7 +138,8 @@ def test_tiny_config_trains_tokenizer_and_transformer(tmp_path, monkeypatch):
     section.update(num_steps=2, warmup_steps=1, eval_every=2, checkpoint_every=2)
   configuration.validate(config)
   workdir = str(tmp_path / "run")
-  mugen_tfds.build(config, workdir)
+  data_stage.run(config, workdir)
+  assert data_stage.is_complete(config, workdir)
   tokenizer_stage.run(config, workdir)
   assert tokenizer_stage.is_complete(config, workdir)
   transformer_stage.run(config, workdir)

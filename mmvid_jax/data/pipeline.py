@@ -224,6 +224,11 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
     import jax
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
+  if config.data.name == "mugen":
+    from mmvid_jax.data import mugen_input
+    return mugen_input.make_dataset(config, split, workdir, batch_size=batch_size,
+                                    deterministic=deterministic, start_step=start_step,
+                                    process_index=process_index, process_count=process_count)
   _check_request(config, split, batch_size, process_count)
   sources = control_sources(config)
   tokenizer = text.get_text_tokenizer(config, workdir)

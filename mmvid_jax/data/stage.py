@@ -1,7 +1,8 @@
 """Data stage: builds what the input pipeline reads, once.
 
-- the TFDS `shapes` dataset under <workdir>/tfds (or config.data.data_dir), when
-  config.data.source is "tfds" (the stream needs nothing built);
+- the TFDS dataset (`shapes`, or `mugen` rendered from its game states) under <workdir>/tfds
+  (or config.data.data_dir), when config.data.source is "tfds" (streamed or on-the-fly
+  rendered sources need nothing built);
 - the SentencePiece model under <workdir>/text/, when config.data.text_tokenizer is
   "sentencepiece" (the BERT WordPiece vocabulary ships with its package).
 
@@ -17,9 +18,17 @@ from mmvid_jax.data import text
 from mmvid_jax.errors import UserError
 
 
+DATASETS = ("shapes", "mugen")
+
+
 def _check(config):
-  if config.data.name != "shapes":
-    raise UserError(f"config.data.name: unknown dataset {config.data.name!r}. Fix: use 'shapes'.")
+  if config.data.name not in DATASETS:
+    raise UserError(f"config.data.name: unknown dataset {config.data.name!r}. "
+                    f"Fix: use one of {', '.join(DATASETS)}.")
+  if config.data.name == "mugen":
+    from mmvid_jax.data import mugen_input
+    mugen_input.check(config)
+    return
   if config.data.source not in pipeline.SOURCES:
     raise UserError(f"config.data.source: unknown source {config.data.source!r}. "
                     f"Fix: use one of {', '.join(pipeline.SOURCES)}.")
@@ -30,6 +39,15 @@ def _needs_tfds(config) -> bool:
   return config.data.source == "tfds"
 
 
+def _tfds_module(config):
+  """The module with `is_built(config, workdir)` and `build(config, workdir)` for this dataset."""
+  if config.data.name == "mugen":
+    from mmvid_jax.data import mugen_tfds
+    return mugen_tfds
+  from mmvid_jax.data import shapes_tfds
+  return shapes_tfds
+
+
 def _needs_sentencepiece(config) -> bool:
   return config.data.text_tokenizer == "sentencepiece"
 
@@ -37,8 +55,7 @@ def _needs_sentencepiece(config) -> bool:
 def is_complete(config, workdir: str) -> bool:
   _check(config)
   if _needs_tfds(config):
-    from mmvid_jax.data import shapes_tfds
-    if not shapes_tfds.is_built(config, workdir):
+    if not _tfds_module(config).is_built(config, workdir):
       return False
   if _needs_sentencepiece(config) and not os.path.exists(text.sentencepiece_path(config, workdir)):
     return False
@@ -48,13 +65,12 @@ def is_complete(config, workdir: str) -> bool:
 def run(config, workdir: str) -> None:
   _check(config)
   if _needs_tfds(config):
-    from mmvid_jax.data import shapes_tfds
     import tensorflow_datasets as tfds
     pipeline.import_tensorflow()  # Hide accelerators from TensorFlow before it starts.
     tfds.disable_progress_bar()
-    builder = shapes_tfds.build(config, workdir)
+    builder = _tfds_module(config).build(config, workdir)
     splits = {name: info.num_examples for name, info in builder.info.splits.items()}
-    logging.info("Data stage: TFDS shapes/%s with splits %s in %s",
+    logging.info("Data stage: TFDS %s/%s with splits %s in %s", config.data.name,
                  builder.builder_config.name, splits, builder.data_dir)
   else:
     logging.info("Data stage: config.data.source=%r generates clips on the fly; nothing to build.",
