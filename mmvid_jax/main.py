@@ -3,6 +3,7 @@
 Parses flags, sets up logging and dispatches to the pipeline; nothing else.
 """
 
+import logging as pylogging
 import os
 import sys
 
@@ -56,6 +57,8 @@ def main(argv):
   from mmvid_jax.infra import distributed
 
   logging.set_verbosity(logging.INFO)
+  # JAX logs at INFO that it looked for a TPU; on CPU/GPU machines that is only noise.
+  pylogging.getLogger("jax._src.xla_bridge").setLevel(pylogging.WARNING)
   try:
     distributed.maybe_initialize()  # Before anything touches a device.
   except UserError as e:

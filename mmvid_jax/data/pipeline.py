@@ -12,6 +12,7 @@ element (or step) index, so a run sees the same batches and `start_step=k` conti
 exactly where step k would have been.
 """
 
+import logging as pylogging
 import os
 import queue
 import threading
@@ -32,8 +33,24 @@ SOURCES = ("tfds", "stream")
 _IMAGE_KEYS = ("background", "same_color", "same_shape")
 
 
+# Log lines TFDS repeats on every dataset open; they say nothing a user can act on.
+_TFDS_NOISE = ("`FeatureConnector.dtype` is deprecated", "Using custom data configuration",
+               "Load dataset info from", "Creating a tf.data.Dataset reading",
+               "Constructing tf.data.Dataset", "Dataset is an ordered dataset")
+
+
+class _DropTfdsNoise(pylogging.Filter):
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(noise in message for noise in _TFDS_NOISE)
+
+
 def import_tensorflow():
   """TensorFlow for data only: it must never see (or grab memory on) an accelerator."""
+  absl_logger = pylogging.getLogger("absl")
+  if not any(isinstance(f, _DropTfdsNoise) for f in absl_logger.filters):
+    absl_logger.addFilter(_DropTfdsNoise())
   import tensorflow as tf
   try:
     tf.config.set_visible_devices([], "GPU")
