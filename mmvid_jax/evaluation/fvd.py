@@ -13,15 +13,13 @@ The protocol follows the official FVD code (and MMVID's `frechet_video_distance/
 """
 
 import functools
-import math
-import time
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mmvid_jax.errors import UserError
+from mmvid_jax.infra.logging_utils import Progress
 
 I3D_SIZE = 224
 I3D_FULL_LENGTH = 16
@@ -123,8 +121,8 @@ class I3DFeatures:
     self.batch_size = batch_size
     self.variables = load_i3d_variables()
 
-  def __call__(self, videos: np.ndarray, log_every: int = 0) -> np.ndarray:
-    """uint8 (N, T, H, W, 3) -> float32 (N, 400)."""
+  def __call__(self, videos: np.ndarray, progress_name: str | None = None) -> np.ndarray:
+    """uint8 (N, T, H, W, 3) -> float32 (N, 400); with `progress_name`, reports rate and ETA."""
     videos = np.asarray(videos)
     if videos.ndim != 5 or videos.shape[-1] != 3:
       raise UserError(f"FVD expects videos shaped (N, T, H, W, 3), got {videos.shape}. "
@@ -136,20 +134,18 @@ class I3DFeatures:
     fn = _logits_fn(videos.shape[2], videos.shape[3])
     count = videos.shape[0]
     outputs = []
-    start_time = time.time()
-    num_batches = math.ceil(count / self.batch_size)
-    for index, start in enumerate(range(0, count, self.batch_size)):
+    progress = Progress(total=count, name=progress_name, unit="clips") if progress_name else None
+    for start in range(0, count, self.batch_size):
       chunk = videos[start:start + self.batch_size]
       valid = chunk.shape[0]
       if valid < self.batch_size:  # pad the last batch so the jitted function is reused
         pad = np.zeros((self.batch_size - valid,) + chunk.shape[1:], chunk.dtype)
         chunk = np.concatenate([chunk, pad])
       outputs.append(np.asarray(fn(self.variables, jnp.asarray(chunk)))[:valid])
-      if log_every and (index + 1) % log_every == 0:
-        elapsed = time.time() - start_time
-        eta = elapsed / (index + 1) * (num_batches - index - 1)
-        logging.info("I3D features: batch %d/%d, %.1fs elapsed, ETA %.1fs.",
-                     index + 1, num_batches, elapsed, eta)
+      if progress:
+        progress.update(valid)
+    if progress:
+      progress.close()
     return np.concatenate(outputs).astype(np.float32)
 
 
