@@ -165,23 +165,53 @@ def _names(attributes: np.ndarray) -> list[str]:
   return [table[a] if a >= 0 else "?" for table, a in zip(tables, attributes)]
 
 
+def _evaluate_setting(spec, model, tokenizer, real, config, rel_scorer, extractor,
+                      real_features):
+  """Generates one video per clip with one decoder setting and measures them."""
+  evaluate = config.evaluate
+  options = _decode_options(spec, config)
+  generated, seconds = _generate_all(spec, model, tokenizer, real, config)
+  reading = oracle.read_videos(generated)
+  passes = model.layout.video_len if spec.decoder == "ar" else options.forward_passes()
+  result = {
+      "settings": {**dataclasses.asdict(options), "forward_passes_per_video": passes},
+      "oracle": oracle.summarize(reading, real["attributes"]),
+      "seconds": seconds, "seconds_per_video": seconds / len(generated),
+  }
+  rel = None
+  if rel_scorer is not None:
+    rel = rel_scorer(generated, real["text_ids"], real.get("controls"))
+  result["rel"] = None if rel is None else measures.summarize_rel(rel)
+  if extractor is not None:
+    t0 = time.time()
+    features = extractor(generated, progress_name=f"evaluate: I3D ({spec.name})")
+    result.update(measures.feature_metrics(real_features, features, int(evaluate.prd_clusters),
+                                           int(evaluate.prd_angles), int(evaluate.prd_runs),
+                                           int(config.seed)))
+    result["feature_seconds"] = time.time() - t0
+  logging.info("Evaluate %s: oracle all-correct %.3f%s.", spec.name, result["oracle"]["all"],
+               f", FVD {result['fvd']:.2f}" if "fvd" in result else "")
+  return result, generated, reading, rel
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:
   evaluate = config.evaluate
   try:
     specs = decoder_specs.from_config(config)
   except ValueError as e:
     raise ConfigError("evaluate.compare", str(e), "fix the listed names") from e
+  run_start = time.time()
   timings: dict[str, float] = {}
-  t0 = time.time()
   tokenizer, bundle, ar_bundle = _load_models(config, workdir, specs)
   real = load_real_clips(config, workdir)
-  timings["load"] = time.time() - t0
+  timings["load"] = time.time() - run_start
   controls = real.get("controls")
   num_videos = len(real["video"])
   batch_size = int(evaluate.batch_size)
   logging.info("Evaluate: %d %s clips, decoders %s.", num_videos, evaluate.split,
                ", ".join(s.name for s in specs))
 
+  # References: the real clips and their tokenizer reconstructions.
   t0 = time.time()
   reconstructions, recon_metrics = measures.reconstruct(tokenizer, real["video"], batch_size,
                                                         str(evaluate.lpips_net))
@@ -192,7 +222,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
   timings["oracle_references"] = time.time() - t0
   rel_scorer = None if bundle.is_causal else measures.RelScorer(bundle, tokenizer, batch_size)
   real_rel = None if rel_scorer is None else rel_scorer(real["video"], real["text_ids"], controls)
-
   record = {
       "complete": False, "settings": _settings(config),
       "config": json.loads(config.to_json_best_effort()),
@@ -223,31 +252,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
                 "real_rel": None if real_rel is None else float(real_rel[i])}
                for i in range(num_videos)]
   gallery = {"real": real["video"][:int(evaluate.num_gallery)]}
-  num_tokens = bundle.layout.video_len
   for spec in specs:
     model = ar_bundle if spec.decoder == "ar" else bundle
-    options = _decode_options(spec, config)
-    generated, seconds = _generate_all(spec, model, tokenizer, real, config)
-    reading = oracle.read_videos(generated)
-    result = {
-        "settings": {**dataclasses.asdict(options),
-                     "forward_passes_per_video": (num_tokens if spec.decoder == "ar"
-                                                  else options.forward_passes())},
-        "oracle": oracle.summarize(reading, real["attributes"]),
-        "seconds": seconds, "seconds_per_video": seconds / num_videos,
-    }
-    rel = None if rel_scorer is None else rel_scorer(generated, real["text_ids"], controls)
-    result["rel"] = None if rel is None else measures.summarize_rel(rel)
-    if extractor is not None:
-      t0 = time.time()
-      result.update(measures.feature_metrics(
-          real_features, extractor(generated, progress_name=f"evaluate: I3D ({spec.name})"),
-          int(evaluate.prd_clusters),
-          int(evaluate.prd_angles), int(evaluate.prd_runs), int(config.seed)))
-      result["feature_seconds"] = time.time() - t0
+    result, generated, reading, rel = _evaluate_setting(spec, model, tokenizer, real, config,
+                                                        rel_scorer, extractor, real_features)
     record["decoders"][spec.name] = result
-    logging.info("Evaluate %s: oracle all-correct %.3f%s.", spec.name, result["oracle"]["all"],
-                 f", FVD {result['fvd']:.2f}" if "fvd" in result else "")
     for i in range(num_videos):
       per_video[i][f"{spec.name}_oracle"] = _names(reading.attributes[i])
       if rel is not None:
@@ -256,8 +265,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     if jax.process_index() == 0 and len(gallery["real"]):
       metrics_io.write_comparison_grid(workdir, spec.name, gallery["real"], gallery[spec.name])
 
-  record["timings"] = {**timings, "total": sum(timings.values()) + sum(
-      r["seconds"] + r.get("feature_seconds", 0.0) for r in record["decoders"].values())}
+  record["timings"] = {**timings, "total": time.time() - run_start}
   record["complete"] = True
   if jax.process_index() == 0:
     if metrics_io.read_metrics(workdir) is not None:
