@@ -196,8 +196,10 @@ def run(args) -> str:
 
 
 def main(argv=None) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(message)s")
-  log.setLevel(logging.INFO)  # our notes (resized images, missing controls) even under a host logger
+  # Other libraries' INFO lines (JAX backend probing) stay quiet; our notes (resized images,
+  # missing controls, progress) are shown.
+  logging.basicConfig(level=logging.WARNING, format="%(message)s")
+  log.setLevel(logging.INFO)
   args = build_parser().parse_args(argv)
   try:
     out = run(args)
