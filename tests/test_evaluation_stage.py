@@ -52,7 +52,7 @@ def _export_initial_tokenizer(config, workdir):
                                variables, step=0)
 
 
-def _export_initial_transformer(config, workdir):
+def _export_initial_transformer(config, workdir, export_to=None):
   import flax.linen as nn
   import numpy as np
   from mmvid_jax.transformer import api as transformer_api
@@ -61,14 +61,17 @@ def _export_initial_transformer(config, workdir):
   tokenizer = tokenizer_api.load_tokenizer(workdir)
   layout, model, text_encoder, settings = trainer.build(config, workdir, tokenizer)
   text_ids, controls, video, features = trainer.init_inputs(layout, text_encoder)
-  init = jax.jit(lambda key: model.init(key, text_ids, controls, video, features,
-                                       method=type(model).tokens_to_logits))
+  if settings.objective == "artv":
+    init = jax.jit(lambda key: model.init(key, text_ids, controls, video))
+  else:
+    init = jax.jit(lambda key: model.init(key, text_ids, controls, video, features,
+                                         method=type(model).tokens_to_logits))
   variables = init(jax.random.key(0))
   params = jax.tree_util.tree_map(np.asarray, nn.unbox(variables["params"]))
   bundle = transformer_api.TransformerBundle(
       params=params, text_encoder=text_encoder, layout=layout, model=model,
       control_modes=settings.control_modes, objective=settings.objective)
-  transformer_api.save_transformer(transformer_api.export_dir(workdir), bundle, 0,
+  transformer_api.save_transformer(transformer_api.export_dir(export_to or workdir), bundle, 0,
                                    str(config.transformer.text_encoder))
   del train_step
 
@@ -137,6 +140,29 @@ def test_ar_without_an_artv_model_is_a_user_error(tiny_workdir):
   config.evaluate.compare = ("ar",)
   with pytest.raises(UserError, match="ART-V"):
     stage.run(config, tiny_workdir)
+
+
+@pytest.mark.slow
+def test_mmvid_against_artv_from_another_workdir(tiny_workdir, tmp_path):
+  config = tiny_config()
+  config.transformer.objective = "artv"
+  ar_workdir = str(tmp_path / "artv")
+  _export_initial_transformer(config, tiny_workdir, export_to=ar_workdir)
+  config = tiny_config()
+  config.evaluate.num_videos = 4
+  config.evaluate.compare = ("mask_predict_s2", "ar")
+  config.evaluate.ar_workdir = ar_workdir
+  configuration.validate(config)
+  stage.run(config, tiny_workdir)
+  record = metrics_io.read_metrics(tiny_workdir)
+  ar = record["decoders"]["ar"]
+  assert ar["settings"]["decoder"] == "ar"
+  latent = config.data.image_size // config.tokenizer.downsample_factor
+  # One cached pass per video token.
+  assert ar["settings"]["forward_passes_per_video"] == config.data.num_frames * latent ** 2
+  assert 0.0 <= ar["oracle"]["all"] <= 1.0
+  # ART-V videos are scored by this run's MMVID [REL] head.
+  assert 0.0 <= ar["rel"]["mean_probability"] <= 1.0
 
 
 def test_missing_stages_are_user_errors(tmp_path):
