@@ -68,7 +68,8 @@ def test_static_and_empty_videos_get_no_direction():
   np.testing.assert_array_equal(reading.attributes[:, :3], clips["attributes"][:, :3])
   empty = oracle.read_videos(np.zeros((2, 8, 32, 32, 3), np.uint8))
   assert np.all(empty.attributes == -1)
-  assert oracle.evaluate(np.zeros((2, 8, 32, 32, 3), np.uint8), clips["attributes"][:2])["detected"] == 0
+  black = np.zeros((2, 8, 32, 32, 3), np.uint8)
+  assert oracle.evaluate(black, clips["attributes"][:2])["detected"] == 0
 
 
 def test_a_stray_speck_does_not_fool_the_oracle():

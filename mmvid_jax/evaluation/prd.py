@@ -26,7 +26,8 @@ import numpy as np
 from mmvid_jax.errors import UserError
 
 
-def _kmeans_plus_plus(points: np.ndarray, num_clusters: int, rng: np.random.Generator) -> np.ndarray:
+def _kmeans_plus_plus(points: np.ndarray, num_clusters: int,
+                      rng: np.random.Generator) -> np.ndarray:
   """k-means++ seeding: each new centre drawn proportional to squared distance."""
   centres = [points[rng.integers(len(points))]]
   closest = np.sum((points - centres[0]) ** 2, axis=1)
@@ -71,7 +72,8 @@ def kmeans(points: np.ndarray, num_clusters: int, rng: np.random.Generator,
 
 
 def cluster_histograms(generated: np.ndarray, real: np.ndarray, num_clusters: int,
-                       rng: np.random.Generator, num_init: int = 10) -> tuple[np.ndarray, np.ndarray]:
+                       rng: np.random.Generator,
+                       num_init: int = 10) -> tuple[np.ndarray, np.ndarray]:
   """Clusters the union and returns each set's normalised histogram over the clusters."""
   labels = kmeans(np.concatenate([generated, real]), num_clusters, rng, num_init=num_init)
   generated_labels, real_labels = labels[:len(generated)], labels[len(generated):]

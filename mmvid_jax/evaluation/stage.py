@@ -171,7 +171,7 @@ def _evaluate_setting(spec, model, tokenizer, real, config, rel_scorer, extracto
   evaluate = config.evaluate
   options = _decode_options(spec, config)
   generated, seconds = _generate_all(spec, model, tokenizer, real, config)
-  reading = oracle.read_videos(generated)
+  reading = oracle.read_videos(generated, f"evaluate: oracle ({spec.name})")
   passes = model.layout.video_len if spec.decoder == "ar" else options.forward_passes()
   result = {
       "settings": {**dataclasses.asdict(options), "forward_passes_per_video": passes},
@@ -217,8 +217,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
                                                         str(evaluate.lpips_net))
   timings["reconstruction"] = time.time() - t0
   t0 = time.time()
-  real_reading = oracle.read_videos(real["video"])
-  recon_reading = oracle.read_videos(reconstructions)
+  real_reading = oracle.read_videos(real["video"], "evaluate: oracle (real clips)")
+  recon_reading = oracle.read_videos(reconstructions, "evaluate: oracle (reconstructions)")
   timings["oracle_references"] = time.time() - t0
   rel_scorer = None if bundle.is_causal else measures.RelScorer(bundle, tokenizer, batch_size)
   real_rel = None if rel_scorer is None else rel_scorer(real["video"], real["text_ids"], controls)
