@@ -131,3 +131,13 @@ def test_fsq_indices_round_trip_exactly():
   np.testing.assert_allclose(again, quantized, atol=1e-6)
   # ... and every level of every channel is reachable.
   assert len(np.unique(np.asarray(codes[:, 0]))) == 8 and len(np.unique(np.asarray(codes[:, 1]))) == 5
+
+
+def test_dead_code_restart_by_error_picks_badly_fitted_latents():
+  codebook = jnp.zeros((8, 2))
+  usage = jnp.zeros((8,))
+  latents = jnp.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0]])
+  errors = jnp.array([0.0, 0.0, 50.0])  # only the last latent is badly represented
+  new, _, dead = restart_dead_codes(codebook, usage, latents, jax.random.key(3), 0.03, errors)
+  assert bool(jnp.all(dead))
+  np.testing.assert_allclose(new, jnp.tile(jnp.array([[5.0, 5.0]]), (8, 1)))

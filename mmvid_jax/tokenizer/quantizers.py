@@ -94,7 +94,8 @@ class VectorQuantizer(nn.Module):
 
     quantized = z + jax.lax.stop_gradient(z_q - z)  # straight-through estimator
     aux = {"indices": indices.reshape(z.shape[:-1]), "loss": loss, "perplexity": perplexity,
-           "usage": usage, "latents": flat}
+           "usage": usage, "latents": flat,
+           "errors": jax.lax.stop_gradient(jnp.maximum(jnp.min(distances, axis=1), 0.0))}
     return quantized, aux
 
   def _ema_update(self, flat, indices):
@@ -108,15 +109,21 @@ class VectorQuantizer(nn.Module):
     self.ema_codebook.value = self.embed_sum.value / smoothed[:, None]
 
 
-def restart_dead_codes(codebook, usage, latents, key, threshold: float):
+def restart_dead_codes(codebook, usage, latents, key, threshold: float, errors=None):
   """Replaces codes whose usage EMA fell below `threshold / K` with random encoder outputs.
 
+  With `errors` (each latent's squared distance to its code) the latents are drawn with
+  probability proportional to their error, as in k-means++ seeding: codes go where the codebook
+  fits worst (on Shapes: the objects, not the background that fills most of every frame).
   Pure function: returns (new_codebook, new_usage, dead_mask). Restarted codes get the uniform
   usage 1/K so they have time to win assignments before being judged again.
   """
   num_codes = codebook.shape[0]
   dead = usage < threshold / num_codes
-  picks = jax.random.randint(key, (num_codes,), 0, latents.shape[0])
+  if errors is None:
+    picks = jax.random.randint(key, (num_codes,), 0, latents.shape[0])
+  else:
+    picks = jax.random.categorical(key, jnp.log(errors + 1e-12), shape=(num_codes,))
   replacement = jnp.take(latents, picks, axis=0).astype(codebook.dtype)
   new_codebook = jnp.where(dead[:, None], replacement, codebook)
   new_usage = jnp.where(dead, 1.0 / num_codes, usage)

@@ -155,7 +155,7 @@ def make_train_step(tok: ml_collections.ConfigDict, model: VQGAN,
                "g_adv_loss": g_adv, "adaptive_weight": weight, "perplexity": aux["perplexity"],
                "code_usage": aux["usage"],
                "psnr": jnp.mean(image_metrics.psnr(x, jnp.clip(recon, -1, 1)))}
-    return total, (recon, aux["latents"], new_model_state, metrics)
+    return total, (recon, (aux["latents"], aux.get("errors")), new_model_state, metrics)
 
   def discriminator_loss(disc_params, x, fake, lecam_ema, disc_active):
     real_logits = disc_apply(disc_params, x)
@@ -186,9 +186,11 @@ def make_train_step(tok: ml_collections.ConfigDict, model: VQGAN,
       in_ema = bool(tok.ema)
       codebook = (model_state["vq_ema"]["quantizer"]["codebook"] if in_ema
                   else params["quantizer"]["codebook"])
+      latents, errors = latents
       codebook, usage, dead = restart_dead_codes(
           codebook, stats["usage"], jax.lax.stop_gradient(latents), restart_key,
-          float(tok.get("dead_code_threshold", 0.03)))
+          float(tok.get("dead_code_threshold", 0.03)),
+          errors if tok.get("restart_by_error", True) else None)
       model_state = {**model_state, "vq_stats": {"quantizer": {**stats, "usage": usage}}}
       if in_ema:
         ema_vq = model_state["vq_ema"]["quantizer"]
