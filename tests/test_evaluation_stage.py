@@ -247,3 +247,11 @@ def test_gallery_sizes_do_not_invalidate_the_evaluation():
   assert stage._settings(config) == settings
   config.sample.steps = 9
   assert stage._settings(config) != settings
+
+
+def test_datasets_without_shapes_attributes_skip_the_oracle():
+  import numpy as np
+  videos = np.zeros((2, 8, 32, 32, 3), np.uint8)
+  assert stage._read_oracle(videos, {"video": videos}, "real clips") == (None, None)
+  reading, summary = stage._read_oracle(videos, {"attributes": np.zeros((2, 4), np.int32)}, "x")
+  assert summary["detected"] == 0.0 and reading.attributes.shape == (2, 4)

@@ -5,7 +5,7 @@ start frame 0, stored caption, in order), each decoder setting in `config.evalua
 generates one video conditioned on that clip's caption (and controls). Then:
 
 - Shapes oracle accuracies (shape, colour, size, direction, all) of the generated videos,
-  and of the real clips and their tokenizer reconstructions as references;
+  and of the real clips and their tokenizer reconstructions as references (Shapes only);
 - mean [REL] relevance of generated and real videos (the MMVID transformer's own judgement);
 - tokenizer reconstruction PSNR / SSIM / LPIPS on the real clips;
 - with `config.evaluate.fvd`: FVD and PRD against the real clips (I3D features), and the
@@ -160,6 +160,14 @@ def _transformer_step(workdir: str) -> int:
     return 0
 
 
+def _read_oracle(videos: np.ndarray, real: dict, what: str):
+  """(reading, summary) of the Shapes oracle; (None, None) for data without Shapes attributes."""
+  if "attributes" not in real:
+    return None, None
+  reading = oracle.read_videos(videos, f"evaluate: oracle ({what})")
+  return reading, oracle.summarize(reading, real["attributes"])
+
+
 def _names(attributes: np.ndarray) -> list[str]:
   tables = (shapes.SHAPE_NAMES, shapes.COLOR_NAMES, shapes.SIZE_NAMES, shapes.DIRECTION_NAMES)
   return [table[a] if a >= 0 else "?" for table, a in zip(tables, attributes)]
@@ -171,11 +179,11 @@ def _evaluate_setting(spec, model, tokenizer, real, config, rel_scorer, extracto
   evaluate = config.evaluate
   options = _decode_options(spec, config)
   generated, seconds = _generate_all(spec, model, tokenizer, real, config)
-  reading = oracle.read_videos(generated, f"evaluate: oracle ({spec.name})")
+  reading, oracle_summary = _read_oracle(generated, real, spec.name)
   passes = model.layout.video_len if spec.decoder == "ar" else options.forward_passes()
   result = {
       "settings": {**dataclasses.asdict(options), "forward_passes_per_video": passes},
-      "oracle": oracle.summarize(reading, real["attributes"]),
+      "oracle": oracle_summary,
       "seconds": seconds, "seconds_per_video": seconds / len(generated),
   }
   rel = None
@@ -189,8 +197,10 @@ def _evaluate_setting(spec, model, tokenizer, real, config, rel_scorer, extracto
                                            int(evaluate.prd_angles), int(evaluate.prd_runs),
                                            int(config.seed)))
     result["feature_seconds"] = time.time() - t0
-  logging.info("Evaluate %s: oracle all-correct %.3f%s.", spec.name, result["oracle"]["all"],
-               f", FVD {result['fvd']:.2f}" if "fvd" in result else "")
+  logging.info("Evaluate %s: %s", spec.name, ", ".join(
+      ([f"oracle all-correct {oracle_summary['all']:.3f}"] if oracle_summary else [])
+      + ([f"FVD {result['fvd']:.2f}"] if "fvd" in result else [])
+      + [f"{seconds:.1f}s"]))
   return result, generated, reading, rel
 
 
@@ -217,8 +227,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
                                                         str(evaluate.lpips_net))
   timings["reconstruction"] = time.time() - t0
   t0 = time.time()
-  real_reading = oracle.read_videos(real["video"], "evaluate: oracle (real clips)")
-  recon_reading = oracle.read_videos(reconstructions, "evaluate: oracle (reconstructions)")
+  if config.data.name != "shapes":  # the oracle knows only the Shapes vocabulary
+    real.pop("attributes", None)
+  real_reading, real_oracle = _read_oracle(real["video"], real, "real clips")
+  recon_reading, recon_oracle = _read_oracle(reconstructions, real, "reconstructions")
   timings["oracle_references"] = time.time() - t0
   rel_scorer = None if bundle.is_causal else measures.RelScorer(bundle, tokenizer, batch_size)
   real_rel = None if rel_scorer is None else rel_scorer(real["video"], real["text_ids"], controls)
@@ -228,10 +240,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
       "num_videos": num_videos, "split": str(evaluate.split),
       "image_size": int(config.data.image_size), "num_frames": int(config.data.num_frames),
       "transformer_step": _transformer_step(workdir),
-      "real": {"oracle": oracle.summarize(real_reading, real["attributes"]),
+      "real": {"oracle": real_oracle,
                "rel": None if real_rel is None else measures.summarize_rel(real_rel)},
       "reconstruction": {**recon_metrics,
-                         "oracle": oracle.summarize(recon_reading, real["attributes"])},
+                         "oracle": recon_oracle},
       "decoders": {},
   }
   extractor, real_features = None, None
@@ -247,10 +259,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     timings["i3d_references"] = time.time() - t0
 
   per_video = [{"index": i, "caption": real["caption"][i],
-                "attributes": _names(real["attributes"][i]),
-                "real_oracle": _names(real_reading.attributes[i]),
                 "real_rel": None if real_rel is None else float(real_rel[i])}
                for i in range(num_videos)]
+  if real_reading is not None:
+    for i, row in enumerate(per_video):
+      row["attributes"] = _names(real["attributes"][i])
+      row["real_oracle"] = _names(real_reading.attributes[i])
   gallery = {"real": real["video"][:int(evaluate.num_gallery)]}
   for spec in specs:
     model = ar_bundle if spec.decoder == "ar" else bundle
@@ -258,7 +272,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
                                                         rel_scorer, extractor, real_features)
     record["decoders"][spec.name] = result
     for i in range(num_videos):
-      per_video[i][f"{spec.name}_oracle"] = _names(reading.attributes[i])
+      if reading is not None:
+        per_video[i][f"{spec.name}_oracle"] = _names(reading.attributes[i])
       if rel is not None:
         per_video[i][f"{spec.name}_rel"] = float(rel[i])
     gallery[spec.name] = generated[:int(evaluate.num_gallery)]
