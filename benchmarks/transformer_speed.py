@@ -43,7 +43,8 @@ from mmvid_jax.transformer import losses  # pylint: disable=wrong-import-positio
 from mmvid_jax.transformer import masking  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import train_step as step_lib  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import trainer  # pylint: disable=wrong-import-position
-from mmvid_jax.transformer.model import make_model, count_params  # pylint: disable=wrong-import-position
+from mmvid_jax.transformer.model import count_params  # pylint: disable=wrong-import-position
+from mmvid_jax.transformer.model import make_model  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer.vocab import Layout  # pylint: disable=wrong-import-position
 
 

@@ -9,7 +9,7 @@ MMVID: one draw per call); evaluation uses a fixed pattern.
 | mode | training (p) | evaluation |
 |---|---|---|
 | keep | keep all | keep all |
-| mask_8x8 | keep all (.5), keep only [2:6,2:6] (.25), keep only [1:7,1:7] (.25) | keep only [1:7,1:7] |
+| mask_8x8 | keep all (.5), keep only [2:6,2:6] (.25), only [1:7,1:7] (.25) | only [1:7,1:7] |
 | face_8x8 | keep only eyes+nose [2:5,1:7] (.5) or mouth [5:7,2:6] (.5) | eyes+nose |
 | centre_8x8 | keep only [2:6,2:6] (MMVID face2 motion frames) | same |
 | shape_4x4 | centre [1:3,1:3] of a 4x4 grid masked | same |

@@ -101,6 +101,7 @@ def embed_controls(layout: Layout, code_table: Array, positions: Array,
   codes = control_codes.reshape(batch, layout.num_controls, layout.tokens_per_frame)
   emb = jnp.take(code_table, codes, axis=0) + positions[None]
   if layout.insert_sep:
-    sep = jnp.broadcast_to(code_table[layout.sep_id], (batch, layout.num_controls, 1, emb.shape[-1]))
+    sep = jnp.broadcast_to(code_table[layout.sep_id],
+                           (batch, layout.num_controls, 1, emb.shape[-1]))
     emb = jnp.concatenate([emb, sep], axis=2)
   return emb.reshape(batch, layout.control_len, emb.shape[-1])

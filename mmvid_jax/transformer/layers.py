@@ -211,7 +211,8 @@ class Head(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     x = layer_norm("ln")(x).astype(self.dtype)
+    kernel_axes = ("embed", self.out_axis)
     return nn.Dense(self.features, dtype=self.dtype, name="dense",
-                    kernel_init=nn.with_logical_partitioning(dense_init(), ("embed", self.out_axis)),
+                    kernel_init=nn.with_logical_partitioning(dense_init(), kernel_axes),
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros,
                                                            (self.out_axis,)))(x).astype(jnp.float32)

@@ -101,7 +101,8 @@ def train(config, workdir: str, tokenizer) -> api.TransformerBundle:
   num_steps = int(tr.num_steps)
   tx = step_lib.build_optimizer(tr, num_steps)
   base_key = jax.random.key(int(config.seed))
-  init_key, step_key, eval_seed = jax.random.fold_in(base_key, 1), jax.random.fold_in(base_key, 2), 3
+  init_key, step_key = jax.random.fold_in(base_key, 1), jax.random.fold_in(base_key, 2)
+  eval_seed = int(config.seed) + 3
   state = mesh_lib.create_sharded_state(make_init_fn(model, layout, tx, text_encoder), mesh,
                                         init_args=(init_key,))
   logging.info("Transformer parameters: %.2fM.", model_lib.count_params(state.params) / 1e6)
