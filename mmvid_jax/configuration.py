@@ -109,6 +109,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
 
   if data.get("name") == "mugen":
     _check_mugen_paths(data)
+  if data.get("name") == "video_text":
+    _check_video_text(data)
   for key in ("manual_dir", "asset_dir"):
     path = data.get(key)
     if path and not os.path.isdir(path):
@@ -177,6 +179,28 @@ def _check_mugen_paths(data: ml_collections.ConfigDict) -> None:
     raise ConfigError("data.root_dir", f"directory {root!r} does not exist",
                       "point it at the folder the split files' json_file paths are relative to, "
                       "or leave it empty")
+
+
+def _check_video_text(data: ml_collections.ConfigDict) -> None:
+  """A user's own folder of videos: the folder is the one required setting."""
+  from mmvid_jax.data import text, video_text_data  # Light: no TensorFlow at import.
+  layout = video_text_data.LAYOUT
+  if not data.get("manual_dir"):
+    raise ConfigError("data.manual_dir", "is not set; video_text trains on your own folder of "
+                      "videos", f"pass --config.data.manual_dir=<a folder of {layout}>")
+  if os.path.isdir(data.manual_dir) and not os.listdir(data.manual_dir):
+    raise ConfigError("data.manual_dir", f"folder {data.manual_dir!r} is empty",
+                      f"fill it with {layout}")
+  _one_of("data", "source", data.source, ("tfds",))
+  _one_of("data", "text_tokenizer", data.text_tokenizer, text.TOKENIZER_NAMES)
+  fractions = tuple(data.get("split_fractions", (0.9, 0.05, 0.05)))
+  if (len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0
+      or abs(sum(fractions) - 1.0) > 1e-6):
+    raise ConfigError("data.split_fractions", f"{fractions} is not (train, validation, test) "
+                      "fractions summing to 1 with train > 0", "pass e.g. '(0.9, 0.05, 0.05)'")
+  if not 0.0 <= data.null_caption_prob <= 1.0:
+    raise ConfigError("data.null_caption_prob", f"{data.null_caption_prob} is not a probability",
+                      "use a value in [0, 1]")
 
 
 def _check_transformer(config: ml_collections.ConfigDict) -> None:

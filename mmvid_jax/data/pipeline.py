@@ -246,6 +246,12 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
     return mugen_input.make_dataset(config, split, workdir, batch_size=batch_size,
                                     deterministic=deterministic, start_step=start_step,
                                     process_index=process_index, process_count=process_count)
+  if config.data.name == "video_text":
+    from mmvid_jax.data import video_text_input
+    return video_text_input.make_dataset(config, split, workdir, batch_size=batch_size,
+                                         deterministic=deterministic, start_step=start_step,
+                                         process_index=process_index,
+                                         process_count=process_count)
   _check_request(config, split, batch_size, process_count)
   sources = control_sources(config)
   tokenizer = text.get_text_tokenizer(config, workdir)

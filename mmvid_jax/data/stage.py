@@ -18,7 +18,7 @@ from mmvid_jax.data import text
 from mmvid_jax.errors import UserError
 
 
-DATASETS = ("shapes", "mugen")
+DATASETS = ("shapes", "mugen", "video_text")
 
 
 def _check(config):
@@ -28,6 +28,10 @@ def _check(config):
   if config.data.name == "mugen":
     from mmvid_jax.data import mugen_input
     mugen_input.check(config)
+    return
+  if config.data.name == "video_text":
+    from mmvid_jax.data import video_text_input
+    video_text_input.check(config)
     return
   if config.data.source not in pipeline.SOURCES:
     raise UserError(f"config.data.source: unknown source {config.data.source!r}. "
@@ -44,6 +48,9 @@ def _tfds_module(config):
   if config.data.name == "mugen":
     from mmvid_jax.data import mugen_tfds
     return mugen_tfds
+  if config.data.name == "video_text":
+    from mmvid_jax.data import video_text_tfds
+    return video_text_tfds
   from mmvid_jax.data import shapes_tfds
   return shapes_tfds
 

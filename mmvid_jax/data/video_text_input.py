@@ -1,0 +1,129 @@
+"""tf.data input for `video_text`: numpy batches per the batch contract.
+
+`make_dataset` has the signature and behaviour of `pipeline.make_dataset` and yields `video`,
+`text_ids`, `caption` (and `controls` for first_frame / random_frame control slots).
+Training: shuffled, endless, a random start per element with `frame_step` between frames, a
+random caption of the video's list, then the Shapes path's text augmentation (sentence
+dropout, null caption). Evaluation: one ordered pass, start frame 0, the first caption.
+Every random choice is seeded by `config.seed` and the element index, so `start_step=k`
+resumes exactly.
+"""
+
+import numpy as np
+
+from mmvid_jax.data import augment
+from mmvid_jax.data import pipeline
+from mmvid_jax.data import text
+from mmvid_jax.data import video_text_data
+from mmvid_jax.errors import UserError
+
+SOURCES = ("tfds",)
+CONTROL_SOURCES = ("first_frame", "random_frame")
+
+
+def check(config, split: str = "train") -> None:
+  """video_text settings, checked before any work."""
+  d = config.data
+  video_text_data.check_folder(d.manual_dir)
+  if d.source not in SOURCES:
+    raise UserError(f"config.data.source: {d.source!r} is not a video_text source. Fix: use "
+                    "'tfds' (videos are decoded once by the data stage).")
+  if split not in video_text_data.SPLITS:
+    raise UserError(f"unknown split {split!r}. Fix: use one of "
+                    f"{', '.join(video_text_data.SPLITS)}.")
+  missing = [s for s in pipeline.control_sources(config) if s not in CONTROL_SOURCES]
+  if missing:
+    raise UserError(f"config.transformer.controls: control source(s) {missing} are not "
+                    "available for video_text. Fix: use first_frame or random_frame.")
+
+
+def _tfds_elements(config, split, workdir, training, process_index, process_count, seed):
+  import tensorflow_datasets as tfds
+  from mmvid_jax.data import video_text_tfds
+  tf = pipeline.import_tensorflow()
+  builder = video_text_tfds.built_builder(config, workdir)
+  if split not in builder.info.splits:
+    raise UserError(f"the video_text dataset has no {split!r} split (no usable video fell in "
+                    "it). Fix: add videos (or a folder for that split) to "
+                    f"{config.data.manual_dir!r} and rebuild, or change "
+                    "config.data.split_fractions.")
+  count = builder.info.splits[split].num_examples
+  if count < process_count:
+    raise UserError(f"the video_text {split} split has {count} videos for {process_count} "
+                    "processes. Fix: add videos to that split.")
+  local_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
+  read_config = tfds.ReadConfig(shuffle_seed=int(config.seed), try_autocache=False,
+                                interleave_cycle_length=16 if training else 1,
+                                enable_ordering_guard=not training)
+  ds = builder.as_dataset(split=local_split, shuffle_files=training, read_config=read_config,
+                          decoders={"video": tfds.decode.SkipDecoding()})
+  if training:
+    buffer = int(config.data.shuffle_buffer)
+    if buffer > 1:
+      ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat()
+  video_feature = builder.info.features["video"]
+
+  def pick_caption(index, example):
+    """A random caption of the list in training, the first otherwise."""
+    if training:
+      key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64) + (1 << 41)])
+      count = tf.size(example["captions"], out_type=tf.int32)
+      choice = tf.random.stateless_uniform((), key, 0, count, tf.int32)
+    else:
+      choice = tf.constant(0)
+    return index, {"video": example["video"], "caption": example["captions"][choice]}
+
+  return ds, pick_caption, video_feature.decode_example
+
+
+def make_dataset(config, split: str, workdir: str, *, batch_size: int, deterministic: bool,
+                 start_step: int = 0, process_index: int | None = None,
+                 process_count: int | None = None):
+  """Iterator of numpy batches (per-process batch = batch_size / process count)."""
+  if process_index is None or process_count is None:
+    import jax
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+  check(config, split)
+  if batch_size <= 0 or batch_size % process_count:
+    raise UserError(f"batch size {batch_size} is not a positive multiple of the {process_count} "
+                    "processes. Fix: use a global batch size divisible by the process count.")
+  d = config.data
+  sources = pipeline.control_sources(config)
+  tokenizer = text.get_text_tokenizer(config, workdir)
+  tf = pipeline.import_tensorflow()
+  training = not deterministic
+  local_batch = batch_size // process_count
+  start_element = int(start_step) * local_batch
+  seed = int(config.seed) * 1_000_003 + process_index
+
+  ds, pick_caption, decode_video = _tfds_elements(config, split, workdir, training,
+                                                  process_index, process_count, seed)
+
+  def decode(example):
+    return {"video": decode_video(example["video"]), "caption": example["caption"]}
+
+  # The shared per-clip step: start frame (random in training), frame_step, controls.
+  element = pipeline._element_fn(config, decode, sources, training, seed)  # pylint: disable=protected-access
+  ds = ds.enumerate().skip(start_element)
+  ds = ds.map(pick_caption).map(element, num_parallel_calls=tf.data.AUTOTUNE,
+                                deterministic=True)
+  ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = True
+  ds = ds.with_options(options)
+  augment_text = training and split == "train"
+
+  def batches():
+    for step, batch in enumerate(ds.as_numpy_iterator(), start=int(start_step)):
+      rng = np.random.default_rng([int(config.seed), process_index, step])
+      captions = augment.augment_captions(
+          batch["caption"], None, rng, sources=sources, training=augment_text,
+          drop_sentence=bool(d.get("drop_sentence", False)),
+          null_caption_prob=float(d.get("null_caption_prob", 0.0)))
+      batch["text_ids"] = tokenizer.encode(captions, int(d.text_seq_len))
+      batch["caption"] = np.array([c.encode("utf-8") for c in captions], dtype=object)
+      yield batch
+
+  return pipeline._prefetch(batches(), int(d.get("prefetch", 2)))  # pylint: disable=protected-access
