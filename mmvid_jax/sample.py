@@ -64,18 +64,12 @@ def _check_positive(args):
       raise UserError(f"--{name} must be >= 1, got {value}. Fix: pass a positive number.")
 
 
-def _control_slots(config) -> list[str]:
-  from mmvid_jax.transformer import controls as controls_lib
-  return [source for source, _ in controls_lib.parse_slots(config.transformer.get("controls", ()))]
-
-
 def _assign_images(args, slots: list[str]) -> list[str | None]:
   """One image path (or None = missing control) per control slot."""
+  from mmvid_jax.sampling import inputs
   given = list(args.image) + ([args.mask] if args.mask else [])
-  if given and not slots:
-    raise UserError("control images were given, but this model has no control slots (it was "
-                    "trained on text only). Fix: drop --image/--mask, or use a workdir trained "
-                    "with controls (e.g. configs/shapes.py:text_image).")
+  if not slots:
+    inputs.check_image_count(len(given), slots)
   paths: list[str | None] = [None] * len(slots)
   if args.mask:
     if "mask" not in slots:
@@ -91,76 +85,31 @@ def _assign_images(args, slots: list[str]) -> list[str | None]:
   for path in given:
     if not os.path.isfile(path):
       raise UserError(f"image file {path!r} does not exist. Fix: check the path.")
-  missing = [slots[i] for i, p in enumerate(paths) if p is None]
-  if missing:
-    log.info("No image for control slot(s) %s: they are treated as missing (all [MASK]).",
-             ", ".join(missing))
   return paths
-
-
-def load_image(path: str, size: int) -> np.ndarray:
-  """uint8 (size, size, 3) RGB; other sizes are resized with a logged note."""
-  from PIL import Image, UnidentifiedImageError
-  try:
-    with Image.open(path) as image:
-      image = image.convert("RGB")
-      if image.size != (size, size):
-        log.info("Image %s is %dx%d; resized to the model's %dx%d.", path, image.size[0],
-                 image.size[1], size, size)
-        image = image.resize((size, size), Image.Resampling.BICUBIC)
-      return np.asarray(image, np.uint8)
-  except (UnidentifiedImageError, OSError, ValueError) as e:
-    raise UserError(f"cannot read image {path!r} ({type(e).__name__}). Fix: pass a PNG or JPEG "
-                    "file.") from None
-
-
-def _controls_array(paths: list[str | None], size: int):
-  if not paths:
-    return None
-  if all(p is None for p in paths):
-    return None  # every slot missing: generate_videos fills [MASK]
-  images = [load_image(p, size) if p else np.zeros((size, size, 3), np.uint8) for p in paths]
-  return np.stack(images)
 
 
 def run(args) -> str:
   """Generates and writes everything; returns the output folder."""
   _check_positive(args)
-  from mmvid_jax import pipeline
+  from mmvid_jax.sampling import inputs
   workdir = args.workdir
-  if not os.path.isdir(workdir):
-    raise UserError(f"workdir {workdir!r} does not exist. Fix: pass the --workdir of a trained run.")
-  config = pipeline.load_resolved_config(workdir)
-  slots = _control_slots(config)
-  image_paths = _assign_images(args, slots)
-  sample = config.get("sample", {})
-  decoder = args.decoder or sample.get("decoder", "mask_predict")
-  steps = args.steps or int(sample.get("steps", 20))
-  candidates = args.candidates or (int(sample.get("num_candidates", 1))
-                                   if decoder == "mask_predict" else 1)
-  cfg = float(sample.get("cfg_scale", 0.0)) if args.cfg is None else args.cfg
-  num_samples = args.num_samples or int(sample.get("num_samples", 4))
+  config = inputs.load_config(workdir)
+  image_paths = _assign_images(args, inputs.control_slots(config))
+  settings = inputs.resolve_settings(config, decoder=args.decoder, steps=args.steps,
+                                     candidates=args.candidates, cfg=args.cfg,
+                                     num_samples=args.num_samples)
+  decoder, steps, candidates, cfg = (settings.decoder, settings.steps, settings.candidates,
+                                     settings.cfg)
+  num_samples = settings.num_samples
 
   from mmvid_jax.sampling import generate
   options = generate.DecodeOptions(decoder=decoder, steps=steps, num_candidates=candidates,
                                    cfg_scale=cfg, dynamic_stop=args.dynamic_stop)
-  from mmvid_jax.tokenizer import api as tokenizer_api
-  from mmvid_jax.transformer import api as transformer_api
-  bundle = generate.with_compute_dtype(transformer_api.load_transformer(workdir),
-                                      args.dtype or sample.get("dtype", "float32"))
-  tokenizer = tokenizer_api.load_tokenizer(workdir)
+  loaded = inputs.load_run(workdir, args.dtype, config=config)
+  bundle, tokenizer, slots = loaded.bundle, loaded.tokenizer, loaded.slots
   generate.check_compatible(bundle, tokenizer, options)
-  image_size = tokenizer.image_size
-  controls = _controls_array(image_paths, image_size)
-
-  from mmvid_jax.data import text as text_lib
-  text_tokenizer = text_lib.get_text_tokenizer(config, workdir)
-  text_len = bundle.layout.text_len
-  for text in args.text:
-    if text and np.count_nonzero(text_tokenizer.encode([text], 4 * text_len + 8)) > text_len:
-      log.warning("Caption %r is longer than the model's %d text tokens; it is truncated.",
-                  text, text_len)
-  text_ids = text_tokenizer.encode(args.text, text_len)
+  controls = inputs.controls_array(image_paths, slots, tokenizer.image_size)
+  text_ids = inputs.encode_captions(loaded.text_tokenizer, args.text, bundle.layout.text_len)
 
   import jax
   rows = np.repeat(text_ids, num_samples, axis=0)
@@ -188,9 +137,9 @@ def run(args) -> str:
     part = slice(p * num_samples, (p + 1) * num_samples)
     results.append(outputs.PromptResult(text=text, videos=videos[part], controls=controls,
                                         control_labels=tuple(slots), scores=scores[part]))
-  settings = {"decoder": decoder, "seed": args.seed, "steps": steps, "cfg": cfg,
-              "candidates": candidates}
-  outputs.write_samples(out, results, settings, fps=args.fps,
+  manifest_settings = {"decoder": decoder, "seed": args.seed, "steps": steps, "cfg": cfg,
+                       "candidates": candidates}
+  outputs.write_samples(out, results, manifest_settings, fps=args.fps,
                         title=f"mmvid-jax samples ({os.path.basename(os.path.abspath(workdir))})")
   return out
 
