@@ -87,6 +87,7 @@ def _recording(trainer, losses, sigterm_at=None):
   trainer.train_step = step
 
 
+@pytest.mark.slow  # two trainer compilations: ~3 minutes on the 2-core CPU
 def test_resume_after_a_kill_repeats_the_next_loss_and_the_stage_completes(tmp_path):
   config = tiny_config()
   configuration.validate(config, num_devices=jax.device_count())
