@@ -164,8 +164,12 @@ def preview(config, *, out: str, num: int = 16, split: str = "train", workdir: s
             augment: bool = False, fps: float = 8.0) -> str:
   """Checks the config, prepares the data if needed, writes the page; returns its path."""
   from mmvid_jax import configuration
+  from mmvid_jax.data import pipeline
   from mmvid_jax.data import stage as data_stage
+  if num <= 0:
+    raise UserError(f"--num={num}: nothing to show. Fix: pass a positive number of examples.")
   configuration.validate(config)
+  pipeline.import_tensorflow()  # Accelerators hidden, TFDS's per-open notices dropped.
   workdir = workdir or os.path.join(out, "workdir")
   if not data_stage.is_complete(config, workdir):
     logging.info("Preview: preparing the data in %s (the data stage; reused by later runs "

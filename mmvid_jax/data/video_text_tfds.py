@@ -145,6 +145,8 @@ def data_dir(config, workdir: str) -> str:
 
 
 def get_builder(config, workdir: str) -> VideoText:
+  from mmvid_jax.data.pipeline import import_tensorflow
+  import_tensorflow()  # Accelerators hidden and TFDS's per-open notices dropped.
   d = config.data
   return VideoText(config=builder_config(d), data_dir=data_dir(config, workdir),
                    manual_dir=d.manual_dir, num_workers=int(d.get("build_workers", 0)))
@@ -157,8 +159,6 @@ def is_built(config, workdir: str) -> bool:
 
 def build(config, workdir: str) -> VideoText:
   """Decodes and writes the dataset (no-op when already there)."""
-  from mmvid_jax.data.pipeline import import_tensorflow
-  import_tensorflow()  # TensorFlow must not see an accelerator, also while building.
   video_text_data.check_folder(config.data.manual_dir)
   builder = get_builder(config, workdir)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
