@@ -61,6 +61,17 @@ def test_scan_txt_and_csv_captions(folder, tmp_path):
       i.relative_path: i.captions for i in items}
 
 
+def test_layout_rules_hidden_files_and_thumbnails(tmp_path):
+  fx.write_mp4(str(tmp_path / "clips" / "a.mp4"), 4)
+  fx.write_captions(str(tmp_path / "clips" / "a.mp4"), ["a"])
+  fx.write_frames_folder(str(tmp_path / "clips"), 1, ".jpg")  # a thumbnail beside the video
+  fx.write_gif(str(tmp_path / ".hidden" / "b.gif"), 4)
+  fx.write_captions(str(tmp_path / ".hidden" / "b.gif"), ["b"])
+  (tmp_path / "._a.mp4").write_bytes(b"macOS metadata")
+  items, uncaptioned = vtd.scan(str(tmp_path))
+  assert [i.relative_path for i in items] == ["clips/a.mp4"] and uncaptioned == 0
+
+
 def test_jsonl_captions_and_table_errors(tmp_path):
   fx.write_gif(str(tmp_path / "x.gif"), 4)
   (tmp_path / "captions.jsonl").write_text(

@@ -3,7 +3,8 @@
 Layout of `config.data.manual_dir` (see docs/video_text.md):
 
 - videos: `*.mp4`, `*.avi`, `*.webm`, `*.mov`, `*.mkv`, `*.m4v`, `*.gif` anywhere below the
-  root, or folders of frames (`*.png`, `*.jpg`, `*.jpeg`, in name order) with no subfolders;
+  root, or folders of frames (`*.png`, `*.jpg`, `*.jpeg`, in name order) with no subfolders
+  and no video files; hidden files and folders are ignored;
 - captions: `<video stem>.txt` next to the video (next to the frames folder for frames),
   one caption per line; and/or one `*.csv` (columns `file,caption`) or `*.jsonl`
   (`{"file": ..., "caption": ...}`, caption a string or a list) at the root, file paths
@@ -142,13 +143,15 @@ def _find_videos(manual_dir: str) -> list[tuple[str, bool]]:
   """(path, is_frames_folder) of every video below manual_dir, in sorted order."""
   found = []
   for directory, subdirs, files in os.walk(manual_dir):
-    subdirs.sort()
-    if directory != manual_dir and not subdirs and any(
-        f.lower().endswith(FRAME_EXTENSIONS) for f in files):
+    # Hidden entries (.git, macOS "._name" files, editor folders) are never data.
+    subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+    files = [f for f in files if not f.startswith(".")]
+    videos = [f for f in sorted(files) if f.lower().endswith(VIDEO_EXTENSIONS)]
+    if (directory != manual_dir and not subdirs and not videos
+        and any(f.lower().endswith(FRAME_EXTENSIONS) for f in files)):
       found.append((directory, True))
-      continue
-    found += [(os.path.join(directory, f), False) for f in sorted(files)
-              if f.lower().endswith(VIDEO_EXTENSIONS)]
+    else:
+      found += [(os.path.join(directory, f), False) for f in videos]
   return sorted(found)
 
 
