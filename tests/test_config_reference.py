@@ -24,7 +24,7 @@ def test_every_default_key_has_a_meaning_and_a_row():
   with open(generator.OUTPUT, encoding="utf-8") as f:
     reference = f.read()
   missing = [k for k in keys if f"| `{k}` |" not in reference]
-  assert not missing, f"docs/config_reference.md lacks {missing}: run python docs/config_reference.py"
+  assert not missing, f"docs/config_reference.md lacks {missing}: run docs/config_reference.py"
 
 
 def test_reference_is_up_to_date():

@@ -38,7 +38,8 @@ def _screenshot(chromium: str, page: str, tmp_path) -> np.ndarray:
   shot = tmp_path / "shot.png"
   command = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
              "--disable-background-networking", "--disable-component-update", "--no-first-run",
-             "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={tmp_path / 'profile'}",
+             "--autoplay-policy=no-user-gesture-required",
+             f"--user-data-dir={tmp_path / 'profile'}",
              f"--screenshot={shot}", "--window-size=800,400", "--virtual-time-budget=4000",
              "file://" + os.path.abspath(page)]
   result = subprocess.run(command, capture_output=True, text=True, timeout=120)
