@@ -81,7 +81,7 @@ class Pipeline:
       num_samples, decoder, steps, cfg, candidates: default to the workdir's `sample` config.
       seed: the random seed; the same call with the same seed gives the same videos.
       dynamic_stop: mask-predict keeps its best-scoring video and stops after 5 flat steps.
-      batch_size: videos generated per device call.
+      batch_size: at most this many videos per device call.
       num_clips, t_overlap: long videos, clips chained by keeping `t_overlap` frames (default T/2).
       return_scores: also return the (N,) REL/VID score of each video (NaN without reranking).
 
@@ -123,8 +123,10 @@ class Pipeline:
                                              **kwargs)
       scores = np.full((len(rows),), np.nan)
     else:
+      # No padding beyond the rows asked for: one video should not cost a batch of eight.
       videos, info = generate.generate_in_batches(run.bundle, run.tokenizer, rows, row_controls,
-                                                  key, batch_size=int(batch_size), **kwargs)
+                                                  key, batch_size=min(int(batch_size), len(rows)),
+                                                  **kwargs)
       scores = info["score"]
     return (videos, scores) if return_scores else videos
 
