@@ -228,4 +228,13 @@ def _mesh() -> ml_collections.ConfigDict:
   m.data = -1
   m.fsdp = 1
   m.model = 1
+  # Logical axis name -> mesh axes (None = replicated), first match wins; a mesh axis is used
+  # once per array. Same as mmvid_jax.infra.mesh.DEFAULT_LOGICAL_RULES; see docs/performance.md.
+  m.logical_axis_rules = (
+      ("batch", ("data", "fsdp")),
+      ("embed", "fsdp"),
+      ("mlp", "model"),
+      ("heads", "model"),
+      ("vocab", "model"),
+  )
   return m

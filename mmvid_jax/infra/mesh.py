@@ -31,6 +31,26 @@ DEFAULT_LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
 )
 
 
+def logical_rules(mesh_config: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+  """`config.mesh.logical_axis_rules` as rule pairs, or `DEFAULT_LOGICAL_RULES` when unset."""
+  rules = None if mesh_config is None else mesh_config.get("logical_axis_rules", None)
+  if not rules:
+    return DEFAULT_LOGICAL_RULES
+  checked = []
+  for rule in rules:
+    if len(rule) != 2 or not isinstance(rule[0], str):
+      raise ConfigError("mesh.logical_axis_rules", f"bad rule {rule!r}",
+                        "give (logical name, mesh axis or tuple of mesh axes or None) pairs")
+    axes = rule[1]
+    names = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+    unknown = [name for name in names if name not in MESH_AXES]
+    if unknown:
+      raise ConfigError("mesh.logical_axis_rules", f"rule {rule!r} names unknown mesh axes "
+                        f"{unknown}", f"use mesh axes from {MESH_AXES}")
+    checked.append((rule[0], axes if axes is None or isinstance(axes, str) else tuple(axes)))
+  return tuple(checked)
+
+
 def mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> tuple[int, int, int]:
   """Resolves the (data, fsdp, model) sizes; one entry may be -1 (= the remaining devices)."""
   sizes = []

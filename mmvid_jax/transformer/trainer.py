@@ -13,7 +13,7 @@ import numpy as np
 
 from mmvid_jax.data import pipeline as data_pipeline
 from mmvid_jax.data import text as text_lib
-from mmvid_jax.errors import UserError
+from mmvid_jax.errors import ConfigError, UserError
 from mmvid_jax.infra import mesh as mesh_lib
 from mmvid_jax.infra.checkpoint import Checkpointer
 from mmvid_jax.infra.train_loop import run_loop
@@ -58,13 +58,26 @@ def make_init_fn(model, layout: Layout, tx, text_encoder):
   return init_fn
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def training_model(tr, layout: Layout):
+  """The configured model computing in `tr.compute_dtype`: bfloat16 matmuls and activations,
+  float32 parameters, LayerNorm, softmax and losses (the layers cast those)."""
+  name = str(tr.get("compute_dtype", "float32"))
+  if name not in COMPUTE_DTYPES:
+    raise ConfigError("transformer.compute_dtype", f"unknown dtype {name!r}",
+                      f"use one of {', '.join(COMPUTE_DTYPES)}")
+  return model_lib.make_model(tr, layout).clone(dtype=jnp.dtype(name))
+
+
 def build(config, workdir: str, tokenizer):
   """Layout, model, frozen text encoder and settings for this config and tokenizer."""
   tr = config.transformer
   text_tokenizer = text_lib.get_text_tokenizer(config, workdir)
   layout = layout_from_config(config, tokenizer.codebook_size, tokenizer.latent_size,
                               max(int(text_tokenizer.vocab_size), 2))
-  model = model_lib.make_model(tr, layout)
+  model = training_model(tr, layout)
   text_encoder = text_encoders.load_text_encoder(str(tr.text_encoder))
   return layout, model, text_encoder, step_lib.settings_from_config(tr)
 
@@ -104,6 +117,7 @@ def train(config, workdir: str, tokenizer) -> api.TransformerBundle:
   init_key, step_key = jax.random.fold_in(base_key, 1), jax.random.fold_in(base_key, 2)
   eval_seed = int(config.seed) + 3
   state = mesh_lib.create_sharded_state(make_init_fn(model, layout, tx, text_encoder), mesh,
+                                        rules=mesh_lib.logical_rules(config.mesh),
                                         init_args=(init_key,))
   logging.info("Transformer parameters: %.2fM.", model_lib.count_params(state.params) / 1e6)
   checkpointer = Checkpointer(os.path.join(out_dir, "checkpoints"), int(tr.max_to_keep))

@@ -1,0 +1,193 @@
+"""Transformer train-step throughput and model FLOP utilisation (MFU) on one accelerator.
+
+    python benchmarks/transformer_mfu.py                            # MUGEN, bf16, batch 4
+    python benchmarks/transformer_mfu.py --batch=8 --dtype=float32
+    python benchmarks/transformer_mfu.py --variant=tiny --steps=1   # CPU smoke run
+
+The step is the MMVID training step of `configs/mugen.py` (12 x 768, 4096 video + 67 condition
+tokens, MSM + REL + VID: 3 trunk passes per sample, remat, scanned layers) with the frozen
+tokenizer replaced by the pseudo tokenizer on the same 16 x 16 latent grid (1000 codes for
+MUGEN's 1024), so the time is the transformer's. The default batch 4 is MUGEN's per-device
+share (global batch 32 over 8 GPUs).
+
+Model FLOPs are counted analytically (matmuls and attention of every pass, the vocabulary head
+on the positive pass, x3 for forward + backward; remat's recomputation not counted), so
+MFU = model FLOPs / step time / peak. XLA's own count of the compiled step (which includes the
+recomputation) gives the hardware FLOP utilisation (HFU). Peak: 989 TFLOP/s, an H100 SXM's dense
+bf16 tensor-core rate; pass --peak_tflops for another device.
+Imports only JAX, Flax, optax and ml_collections (no TensorFlow), so it runs on a bare GPU box.
+"""
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from flax import linen as nn  # pylint: disable=wrong-import-position
+from mmvid_jax.tokenizer.pseudo import PseudoTokenizer  # pylint: disable=wrong-import-position
+from mmvid_jax.transformer import layers  # pylint: disable=wrong-import-position
+from mmvid_jax.transformer import train_step as step_lib  # pylint: disable=wrong-import-position
+from mmvid_jax.transformer.model import count_params  # pylint: disable=wrong-import-position
+from mmvid_jax.transformer.model import make_model  # pylint: disable=wrong-import-position
+from mmvid_jax.transformer.vocab import Layout  # pylint: disable=wrong-import-position
+
+
+def mugen_config(variant: str):
+  spec = importlib.util.spec_from_file_location("mugen_cfg", os.path.join(ROOT, "configs",
+                                                                          "mugen.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+FUSED_IMPLEMENTATION = "cudnn"
+
+
+class FusedAttention(layers.Attention):
+  """The same projections and parameters; scores, mask and softmax in one fused kernel
+  (`jax.nn.dot_product_attention`, cuDNN flash attention on GPUs). Benchmark-only (--attention)."""
+
+  @nn.compact
+  def __call__(self, x_q, x_kv, allowed, cache=None, cache_index=None):
+    width = x_q.shape[-1]
+    head_dim = width // self.num_heads
+    query = nn.DenseGeneral((self.num_heads, head_dim), dtype=self.dtype, name="query")(x_q)
+    key_value = nn.DenseGeneral((2, self.num_heads, head_dim), dtype=self.dtype,
+                                name="key_value")(x_kv)
+    key, value = key_value[..., 0, :, :], key_value[..., 1, :, :]
+    # cuDNN wants sequence lengths that are multiples of 64: pad, mask the padded keys, slice.
+    q_len, kv_len = query.shape[1], key.shape[1]
+    q_pad, kv_pad = -q_len % 64, -kv_len % 64
+    allowed = jnp.broadcast_to(allowed, allowed.shape[:-2] + (q_len, kv_len))
+    allowed = jnp.pad(allowed, [(0, 0)] * (allowed.ndim - 2) + [(0, q_pad), (0, kv_pad)])
+    bias = jnp.where(allowed, 0.0, layers.NEG_INF).astype(self.dtype)
+    bias = jnp.broadcast_to(bias, (1, 1) + bias.shape[-2:])
+    pad = lambda x, n: jnp.pad(x, [(0, 0), (0, n), (0, 0), (0, 0)])
+    out = jax.nn.dot_product_attention(pad(query, q_pad), pad(key, kv_pad), pad(value, kv_pad),
+                                       bias=bias, implementation=FUSED_IMPLEMENTATION)[:, :q_len]
+    out = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="out")(out)
+    return out, (key, value)
+
+
+def model_flops_per_step(layout: Layout, width: int, depth: int, mlp_dim: int, batch: int,
+                         passes: int = 3, vocab_passes: int = 1,
+                         pruned_last_layer: bool = False) -> float:
+  """Forward + backward matmul/attention FLOPs of one MMVID step (3 x the forward)."""
+  seq = layout.seq_len
+  dense_per_token = 2 * (4 * width * width + 2 * width * mlp_dim)  # q, k, v, out; fc1, fc2
+  attention_per_query = 2 * 2 * seq * width  # scores + weighted values
+  layer = seq * (dense_per_token + attention_per_query)
+  if pruned_last_layer:
+    # Negative passes: the last block computes keys/values everywhere, the rest at 2 rows.
+    rows = 2
+    pruned = seq * 2 * 2 * width * width + rows * (
+        dense_per_token - 2 * 2 * width * width + attention_per_query)
+    trunk = passes * (depth - 1) * layer + vocab_passes * layer + (passes - vocab_passes) * pruned
+  else:
+    trunk = passes * depth * layer
+  head = vocab_passes * 2 * layout.video_len * width * layout.codebook_size
+  return 3.0 * batch * (trunk + head)
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--variant", choices=("default", "tiny"), default="default")
+  parser.add_argument("--batch", type=int, default=4)
+  parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
+  parser.add_argument("--negatives", choices=("all", "split"), default="all")
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--peak_tflops", type=float, default=989.0)
+  parser.add_argument("--remat", choices=("config", "on", "off"), default="config",
+                      help="recompute block activations in the backward pass (config: as MUGEN)")
+  parser.add_argument("--attention", choices=("xla", "cudnn"), default="xla",
+                      help="xla: the model's attention (einsum + softmax); cudnn: the same "
+                           "attention as one fused jax.nn.dot_product_attention call")
+  args = parser.parse_args()
+  if args.attention == "cudnn":
+    layers.Attention = FusedAttention  # Block looks the class up at call time.
+
+  config = mugen_config(args.variant)
+  tr, data = config.transformer, config.data
+  tr.negatives = args.negatives
+  if args.remat != "config":
+    tr.remat = args.remat == "on"
+  image_size = int(data.image_size)
+  patch = int(config.tokenizer.downsample_factor)
+  levels = 10 if args.variant == "default" else 5  # 1000 (or 125) codes
+  tokenizer = PseudoTokenizer(image_size=image_size, patch_size=patch, levels=levels)
+  layout = Layout(tokenizer.codebook_size, int(data.sentencepiece_vocab_size),
+                  int(data.text_seq_len), int(data.num_frames), tokenizer.latent_size,
+                  tokenizer.latent_size)
+  model = make_model(tr, layout).clone(dtype=jnp.dtype(args.dtype))
+  settings = step_lib.settings_from_config(tr)
+  tx = step_lib.build_optimizer(tr, 1000)
+  zeros = lambda *shape: jnp.zeros(shape, jnp.int32)
+
+  @jax.jit
+  def init(key):
+    params = nn.meta.unbox(model.init(key, zeros(2, layout.text_len), None,
+                                      zeros(2, layout.video_len),
+                                      method=model.tokens_to_logits)["params"])
+    return step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                               opt_state=tx.init(params), tx=tx)
+
+  state = init(jax.random.key(0))
+  rng = np.random.default_rng(0)
+  batch = {"video": jnp.asarray(rng.integers(0, 256, (args.batch, layout.num_frames, image_size,
+                                                      image_size, 3), dtype=np.uint8)),
+           "text_ids": jnp.asarray(rng.integers(1, layout.text_vocab_size,
+                                                (args.batch, layout.text_len)), jnp.int32)}
+  frozen = (tokenizer, None)
+  step = jax.jit(step_lib.make_train_step(model, layout, settings, jax.random.key(1)),
+                 donate_argnums=0)
+  start = time.perf_counter()
+  compiled = step.lower(state, batch, frozen).compile()
+  compile_s = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  xla_flops = float(cost.get("flops", 0.0)) if cost else 0.0
+  for _ in range(args.warmup):
+    state, metrics = compiled(state, batch, frozen)
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(args.steps):
+    start = time.perf_counter()
+    state, metrics = compiled(state, batch, frozen)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  seconds = float(np.median(times))
+  passes = 2 if args.negatives == "split" else 3
+  flops = model_flops_per_step(layout, int(tr.width), int(tr.depth), int(tr.mlp_dim),
+                               args.batch, passes=passes, vocab_passes=1,
+                               pruned_last_layer=not bool(tr.scan_layers))
+  peak = args.peak_tflops * 1e12
+  device = jax.devices()[0]
+  stats = device.memory_stats() or {}
+  print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}")
+  print(f"config: mugen {args.variant}, {count_params(state.params) / 1e6:.1f}M params, "
+        f"S={layout.seq_len}, batch {args.batch}, {passes} passes/sample, dtype {args.dtype}, "
+        f"remat={bool(tr.remat)}, scan={bool(tr.scan_layers)}, attention {args.attention}; compile {compile_s:.1f} s")
+  print(f"step {seconds * 1e3:.1f} ms (median of {args.steps}; min {min(times) * 1e3:.1f} ms) | "
+        f"{args.batch * layout.seq_len / seconds:,.0f} tokens/s (B*S) | "
+        f"{args.batch * passes * layout.seq_len / seconds:,.0f} trunk tokens/s")
+  print(f"model FLOPs {flops / 1e9:,.1f} GFLOP/step -> {flops / seconds / 1e12:.1f} TFLOP/s, "
+        f"MFU {flops / seconds / peak:.1%} of {args.peak_tflops:.0f} TFLOP/s")
+  if xla_flops:
+    print(f"XLA FLOPs {xla_flops / 1e9:,.1f} GFLOP/step (with remat) -> HFU "
+          f"{xla_flops / seconds / peak:.1%}")
+  if "peak_bytes_in_use" in stats:
+    print(f"peak device memory {stats['peak_bytes_in_use'] / 2**30:.1f} GiB")
+  print(f"loss {float(metrics['loss']):.3f}")
+
+
+if __name__ == "__main__":
+  main()
