@@ -148,6 +148,9 @@ def _transformer(tiny: bool) -> ml_collections.ConfigDict:
   tr.dropout = 0.0
   tr.scan_layers = not tiny
   tr.remat = not tiny  # 4096-token sequences: recompute activations in the backward pass.
+  # Training compute precision: "float32" or "bfloat16" (bf16 matmuls and activations; params,
+  # LayerNorm, softmax and losses stay fp32). See docs/performance.md.
+  tr.compute_dtype = "float32"
   # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
   tr.objective = "mmvid"
   tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"

@@ -136,6 +136,9 @@ def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> m
   tr.dropout = 0.0
   tr.scan_layers = False
   tr.remat = False
+  # Training compute precision: "float32" or "bfloat16" (bf16 matmuls and activations; params,
+  # LayerNorm, softmax and losses stay fp32). See docs/performance.md.
+  tr.compute_dtype = "float32"
   # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
   tr.objective = "mmvid"
   tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"

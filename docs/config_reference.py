@@ -116,6 +116,8 @@ MEANINGS = {
     "transformer.dropout": "dropout rate",
     "transformer.scan_layers": "scan over blocks (faster compile for deep models)",
     "transformer.remat": "rematerialise block activations (less memory, more compute)",
+    "transformer.compute_dtype": "training compute precision, `float32` or `bfloat16` (bf16 matmuls "
+                                 "and activations, fp32 params/LayerNorm/softmax/losses)",
     "transformer.objective": "`mmvid` (bidirectional, MSM + REL + VID) or `artv` (the causal ART-V "
                              "baseline)",
     "transformer.text_encoder": "`learned` embeddings, or the frozen MiniLM: `bert_pooled` or "

@@ -126,7 +126,8 @@ class TokenizerTrainer:
     init_key, self.step_key = jax.random.split(jax.random.key(int(config.seed)))
     self.state = mesh_lib.create_sharded_state(
         lambda: ts.init_state(self.model, self.disc, self.gen_tx, self.disc_tx, init_key,
-                              self.image_size), self.mesh)
+                              self.image_size), self.mesh,
+        rules=mesh_lib.logical_rules(config.mesh))
     replicated = mesh_lib.replicated_sharding(self.mesh)
     train_module, train_lpips = image_metrics.load_lpips(tok.lpips_net)
     self.train_lpips = jax.device_put(train_lpips, replicated)
