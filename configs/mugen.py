@@ -15,8 +15,9 @@ Sizing (default variant, for a TPU v4-8 or one 8-GPU node):
 - resolution: 128 px (tile = 11 px, the agent 11 x 22 px).
 - tokenizer: per-frame VQGAN, downsampling 8 (a token covers 8 x 8 px, under one tile, so the
   small sprites survive), 1024 codes -> 16 x 16 = 256 tokens per frame, 4096 per clip.
-- transformer: 12 layers x 768 wide (~100M parameters), remat on, batch 32 (divisible by the
-  4 chips of a v4-8 and by 8 GPUs); 4096 video + 64 text tokens of full attention per clip.
+- transformer: 12 layers x 768 wide (~90M parameters), remat on, batch 16 (4 clips per chip
+  of a v4-8, 2 per GPU of an 8-GPU node: what fits a v4 chip's 32 GiB, see
+  docs/performance.md); 4096 video + 64 text tokens of full attention per clip.
 """
 
 import ml_collections
@@ -170,7 +171,9 @@ def _transformer(tiny: bool) -> ml_collections.ConfigDict:
   # between them (2 passes per sample instead of 3: a third less compute at 4096 tokens).
   tr.negatives = "all"
   # Optimisation.
-  tr.batch_size = 8 if tiny else 32
+  # 16 = 4 clips per TPU v4 chip on a v4-8 (3 passes of 4163 tokens each, with full attention
+  # in XLA: ~27 GiB of the 32 GiB HBM; 32 needs ~52 GiB). docs/performance.md has the plan.
+  tr.batch_size = 8 if tiny else 16
   tr.num_steps = 10 if tiny else 200000
   tr.learning_rate = 1e-3 if tiny else 3e-4
   tr.lr_schedule = "log_warmup"  # MMVID; or "cosine"
