@@ -344,3 +344,15 @@ def test_sharded_run_matches_single_device_run(tmp_path):
   run(tmp_path / "sharded", num_steps=8, state=state, train_step=recording)
   np.testing.assert_allclose([sharded[s] for s in range(1, 9)],
                              [single[s] for s in range(1, 9)], rtol=1e-5)
+
+
+def test_hyperparameters_reach_tensorboard(tmp_path):
+  import ml_collections
+  config = ml_collections.ConfigDict(
+      {"toy": {"learning_rate": 0.1, "sizes": (1, 2), "name": "toy", "off": None}})
+  assert train_loop.hparams_from_config(config) == {
+      "toy.learning_rate": 0.1, "toy.sizes": "(1, 2)", "toy.name": "toy", "toy.off": "None"}
+  _, checkpointer = run(tmp_path, num_steps=4, config=config)
+  checkpointer.close()
+  _, accumulator = read_scalars(str(tmp_path))
+  assert "_hparams_/session_start_info" in accumulator.Tags()["tensors"]

@@ -107,6 +107,30 @@ class _StopRequest:
     return bool(np.any(flags))
 
 
+def hparams_from_config(config: Any) -> dict[str, Any]:
+  """Flat {"section.key": value} of a config for TensorBoard's HParams tab.
+
+  TensorBoard takes only scalars and strings, so tuples and lists become strings.
+  """
+  flat = {}
+
+  def visit(prefix: str, node: Any) -> None:
+    items = node.items() if hasattr(node, "items") else ()
+    for key, value in items:
+      name = f"{prefix}{key}"
+      if hasattr(value, "items"):
+        visit(name + ".", value)
+      elif isinstance(value, (bool, int, float, str)):
+        flat[name] = value
+      elif value is None:
+        flat[name] = "None"
+      else:
+        flat[name] = str(value)
+
+  visit("", config)
+  return flat
+
+
 def _create_writer(logdir: str):
   """TensorBoard writer on process 0 (None elsewhere). Imports TensorFlow, so only here."""
   if jax.process_index() != 0:
@@ -241,6 +265,8 @@ def run_loop(*, name: str, workdir: str, state: Any, train_step: TrainStep,
   if own_writer:
     writer = _create_writer(workdir)
   config_json = config.to_json_best_effort(sort_keys=True) if config is not None else None
+  if writer is not None and config is not None and start_step == 0:
+    writer.write_hparams(hparams_from_config(config))
   stop = _StopRequest()
   window = _MetricWindow(loss_key)
   # Lines are written at log steps (with the averaged loss), not on a timer.
