@@ -49,6 +49,7 @@ def mmvox_config():
   config.data.num_frames = 8
   config.data.text_seq_len = 50
   config.data.sentencepiece_vocab_size = 49408
+  config.transformer.batch_size = 32
   tok = config.tokenizer
   tok.channel_mult = (1, 1, 2, 2, 4)  # f16: 128 px -> 8 x 8 codes per frame
   tok.downsample_factor = 16
