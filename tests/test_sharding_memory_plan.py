@@ -72,3 +72,9 @@ def test_mugen_default_fits_a_tpu_v4_chip_at_its_default_batch():
   report = memory.transformer_plan(config, mesh, name="mugen v4-8")
   assert report.batch_size == int(config.transformer.batch_size)
   assert report.fits(memory.TPU_V4_HBM_BYTES), report.row()
+
+
+def test_batch_that_does_not_split_over_the_mesh_is_a_user_error():
+  mesh = memory.fake_mesh({"data": 8, "fsdp": 1, "model": 1}, 8)
+  with pytest.raises(UserError, match="multiple of data"):
+    memory.transformer_plan(mugen_config("tiny"), mesh, batch_size=12)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from mmvid_jax.errors import UserError
 from mmvid_jax.infra import mesh as mesh_lib
 
 GIB = 1024 ** 3
@@ -118,11 +119,14 @@ def transformer_plan(config, mesh, name: str = "", batch_size: int | None = None
   # Imports here: infra must not import the stages at module load (they import infra).
   from mmvid_jax.transformer import train_step as step_lib  # pylint: disable=g-import-not-at-top
   from mmvid_jax.transformer import trainer  # pylint: disable=g-import-not-at-top
-  from mmvid_jax.transformer.model import make_model  # pylint: disable=g-import-not-at-top
   from mmvid_jax.transformer import vocab  # pylint: disable=g-import-not-at-top
 
   tr, data = config.transformer, config.data
   batch_size = int(batch_size or tr.batch_size)
+  if batch_size % mesh_lib.num_batch_shards(mesh):
+    raise UserError(f"a global batch of {batch_size} does not split over the "
+                    f"{mesh_lib.num_batch_shards(mesh)} data x fsdp devices of the mesh. Fix: use a "
+                    "multiple of data * fsdp.")
   image_size = int(data.image_size)
   if tokenizer is None:
     tokenizer = _abstract_tokenizer(config.tokenizer, image_size, mesh)
@@ -162,7 +166,6 @@ def fake_mesh(mesh_config, num_devices: int):
   """A mesh over the first `num_devices` devices (fake CPU devices when planning)."""
   devices = jax.devices()
   if len(devices) < num_devices:
-    from mmvid_jax.errors import UserError  # pylint: disable=g-import-not-at-top
     raise UserError(f"memory planning for {num_devices} devices but JAX sees {len(devices)}. Fix: "
                     f"set XLA_FLAGS=--xla_force_host_platform_device_count={num_devices} before "
                     "JAX starts (and JAX_PLATFORMS=cpu).")
