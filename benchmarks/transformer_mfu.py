@@ -175,7 +175,8 @@ def main():
   print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}")
   print(f"config: mugen {args.variant}, {count_params(state.params) / 1e6:.1f}M params, "
         f"S={layout.seq_len}, batch {args.batch}, {passes} passes/sample, dtype {args.dtype}, "
-        f"remat={bool(tr.remat)}, scan={bool(tr.scan_layers)}, attention {args.attention}; compile {compile_s:.1f} s")
+        f"remat={bool(tr.remat)}, scan={bool(tr.scan_layers)}, attention {args.attention}; "
+        f"compile {compile_s:.1f} s")
   print(f"step {seconds * 1e3:.1f} ms (median of {args.steps}; min {min(times) * 1e3:.1f} ms) | "
         f"{args.batch * layout.seq_len / seconds:,.0f} tokens/s (B*S) | "
         f"{args.batch * passes * layout.seq_len / seconds:,.0f} trunk tokens/s")

@@ -50,7 +50,8 @@ def test_tiny_mugen_plan_reports_exact_state_and_compiled_buffers():
   from mmvid_jax.transformer import train_step as step_lib  # pylint: disable=g-import-not-at-top
   from mmvid_jax.transformer import trainer  # pylint: disable=g-import-not-at-top
   from mmvid_jax.transformer.vocab import layout_from_config  # pylint: disable=g-import-not-at-top
-  tokenizer = memory._abstract_tokenizer(config.tokenizer, 32, fsdp)  # pylint: disable=protected-access
+  tokenizer = memory._abstract_tokenizer(  # pylint: disable=protected-access
+      config.tokenizer, 32, fsdp)
   layout = layout_from_config(config, tokenizer.codebook_size, tokenizer.latent_size, 128)
   tx = step_lib.build_optimizer(config.transformer, 10)
   state = mesh_lib.abstract_sharded_state(

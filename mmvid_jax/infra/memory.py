@@ -125,8 +125,8 @@ def transformer_plan(config, mesh, name: str = "", batch_size: int | None = None
   batch_size = int(batch_size or tr.batch_size)
   if batch_size % mesh_lib.num_batch_shards(mesh):
     raise UserError(f"a global batch of {batch_size} does not split over the "
-                    f"{mesh_lib.num_batch_shards(mesh)} data x fsdp devices of the mesh. Fix: use a "
-                    "multiple of data * fsdp.")
+                    f"{mesh_lib.num_batch_shards(mesh)} data x fsdp devices of the mesh. "
+                    "Fix: use a multiple of data * fsdp.")
   image_size = int(data.image_size)
   if tokenizer is None:
     tokenizer = _abstract_tokenizer(config.tokenizer, image_size, mesh)
