@@ -104,6 +104,7 @@ def _tokenizer(data: ml_collections.ConfigDict, tiny: bool) -> ml_collections.Co
   tok.dead_code_restart = True
   tok.dead_code_threshold = 0.03  # restart codes used < 3% as often as uniform
   tok.usage_decay = 0.9 if tiny else 0.99
+  tok.restart_by_error = True  # draw replacements in proportion to their VQ error
   # Losses.
   tok.recon_loss = "l1"  # "l1" or "l2"
   tok.perceptual_weight = 0.0 if tiny else 1.0
@@ -199,6 +200,8 @@ def _sample(tiny: bool) -> ml_collections.ConfigDict:
   s.temperature = 1.0
   s.top_k = 0
   s.choice_temperature = 4.5
+  # mask-predict Gumbel-noise schedule (alpha1, beta1, alpha2, alpha3); zeros = MMVID default.
+  s.noise_schedule = (0.0, 0.0, 0.0, 0.0)
   s.dtype = "float32"  # transformer compute precision when sampling: "float32" | "bfloat16"
   s.num_samples = 2 if tiny else 4
   s.num_prompts = 2 if tiny else 8

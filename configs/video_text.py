@@ -95,6 +95,7 @@ def _tokenizer(data: ml_collections.ConfigDict, tiny: bool) -> ml_collections.Co
   tok.dead_code_restart = True
   tok.dead_code_threshold = 0.03  # restart codes used < 3% as often as uniform
   tok.usage_decay = 0.9 if tiny else 0.99
+  tok.restart_by_error = True  # draw replacements in proportion to their VQ error
   # Losses.
   tok.recon_loss = "l1"  # "l1" or "l2"
   tok.perceptual_weight = 0.0 if tiny else 1.0

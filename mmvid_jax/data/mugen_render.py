@@ -217,7 +217,7 @@ class ClipRenderer:
     """Per cell: its Pillow image core and alpha mask (None for lava, painted in halves)."""
     size = integer_rect(self.tile_rect(0, 0, 0.0))[2:]
     by_char = {}
-    for char in set(self._cell_chars) - set(mg.LAVA_TILES):
+    for char in sorted(set(self._cell_chars) - set(mg.LAVA_TILES)):  # Same first error every run.
       sprite = self.sprites.get(mg.tile_sprite(self.game, char), self.tile_load,
                                 paint_size=tuple(size))
       core = sprite.image.im
