@@ -16,6 +16,7 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from mmvid_jax import cli  # noqa: E402
 from mmvid_jax.errors import UserError  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -23,30 +24,6 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-_FLAG_ERRORS = (flags.Error, KeyError, AttributeError, ValueError, TypeError, OSError)
-
-
-def _exit_with_flag_error(e: Exception):
-  # config_flags wraps errors from the config file with its traceback: keep the last line.
-  lines = [line.strip() for line in str(e).strip().strip('"').splitlines() if line.strip()]
-  message = lines[-1] if lines else type(e).__name__
-  if isinstance(e, (KeyError, AttributeError)):
-    message = (f"unknown config key {message}. Fix: check the key against the config file "
-               "(a run also writes every key to WORKDIR/config.json).")
-  elif isinstance(e, OSError):
-    message = f"cannot load the --config file: {message}. Fix: pass e.g. --config=configs/shapes.py"
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """Parses flags; a bad flag or config override is one clear line, not a traceback."""
-  try:
-    return flags.FLAGS(argv)
-  except _FLAG_ERRORS as e:
-    _exit_with_flag_error(e)
 
 
 def main(argv):
@@ -67,8 +44,8 @@ def main(argv):
   try:
     config = _CONFIG.value
     experiment = config.experiment  # A config file that failed to load raises here.
-  except _FLAG_ERRORS as e:
-    _exit_with_flag_error(e)
+  except cli.FLAG_ERRORS as e:
+    cli.exit_with_flag_error(e)
   # Remote workdirs (gs://...) are used as given; local ones are made absolute.
   workdir = _WORKDIR.value if "://" in _WORKDIR.value else os.path.abspath(_WORKDIR.value)
   logging.info("mmvid-jax: config %s, workdir %s, %d %s device(s).", experiment,
@@ -81,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -32,6 +32,7 @@ from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from mmvid_jax import cli  # noqa: E402
 from mmvid_jax.errors import UserError  # noqa: E402
 
 _FLAGS: dict = {}
@@ -55,7 +56,6 @@ def _define_flags():
   flags.mark_flags_as_required(["config", "out"])
 
 
-_FLAG_ERRORS = (flags.Error, KeyError, AttributeError, ValueError, TypeError, OSError)
 
 
 def collect(config, workdir: str, split: str, num: int, augment: bool = False) -> list[dict]:
@@ -181,25 +181,6 @@ def preview(config, *, out: str, num: int = 16, split: str = "train", workdir: s
   return path
 
 
-def _flag_error(e: Exception):
-  lines = [line.strip() for line in str(e).strip().strip('"').splitlines() if line.strip()]
-  message = lines[-1] if lines else type(e).__name__
-  if isinstance(e, (KeyError, AttributeError)):
-    message = f"unknown config key {message}. Fix: check the key against the config file."
-  elif isinstance(e, OSError):
-    message = (f"cannot load the --config file: {message}. Fix: pass e.g. "
-               "--config=configs/video_text.py")
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def _parse_flags(argv):
-  try:
-    return flags.FLAGS(argv)
-  except _FLAG_ERRORS as e:
-    _flag_error(e)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -208,8 +189,8 @@ def main(argv):
   try:
     config = _FLAGS["config"].value
     config.data.name  # A config file that failed to load raises here.  # pylint: disable=pointless-statement
-  except _FLAG_ERRORS as e:
-    _flag_error(e)
+  except cli.FLAG_ERRORS as e:
+    cli.exit_with_flag_error(e, "configs/video_text.py")
   try:
     preview(config, out=_FLAGS["out"].value, num=_FLAGS["num"].value,
             split=_FLAGS["split"].value, workdir=_FLAGS["workdir"].value,
@@ -221,4 +202,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)
