@@ -15,9 +15,7 @@ element index, so `start_step=k` resumes exactly.
 import collections
 import itertools
 
-import numpy as np
 
-from mmvid_jax.data import augment
 from mmvid_jax.data import mugen
 from mmvid_jax.data import mugen_data
 from mmvid_jax.data import text
@@ -163,22 +161,7 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
     signature = {"video": tf.TensorSpec((frames, size, size, 3), tf.uint8),
                  "caption": tf.TensorSpec((), tf.string)}
     ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
-  ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  options = tf.data.Options()
-  options.deterministic = True
-  ds = ds.with_options(options)
-  augment_text = training and split == "train"
-
-  def batches():
-    for step, batch in enumerate(ds.as_numpy_iterator(), start=int(start_step)):
-      rng = np.random.default_rng([int(config.seed), process_index, step])
-      captions = augment.augment_captions(
-          batch["caption"], None, rng, sources=(), training=augment_text,
-          drop_sentence=bool(d.get("drop_sentence", False)),
-          null_caption_prob=float(d.get("null_caption_prob", 0.0)))
-      batch["text_ids"] = tokenizer.encode(captions, int(d.text_seq_len))
-      batch["caption"] = np.array([c.encode("utf-8") for c in captions], dtype=object)
-      yield batch
-
   from mmvid_jax.data import pipeline
-  return pipeline._prefetch(batches(), int(d.get("prefetch", 2)))  # pylint: disable=protected-access
+  return pipeline.text_batches(ds, config, tokenizer, local_batch=local_batch,
+                               augment_text=training and split == "train", sources=(),
+                               process_index=process_index, start_step=start_step)

@@ -270,25 +270,38 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   seed_base = int(config.seed) * 1_000_003 + process_index
   ds = ds.map(_element_fn(config, decode, sources, training, seed_base),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return text_batches(ds, config, tokenizer, local_batch=local_batch,
+                      augment_text=training and split == "train", sources=sources,
+                      process_index=process_index, start_step=start_step)
+
+
+def text_batches(ds, config, tokenizer, *, local_batch: int, augment_text: bool,
+                 sources: tuple[str, ...], process_index: int, start_step: int):
+  """Batches a tf.data stream of examples with a `caption` and yields numpy batches.
+
+  Shared by every dataset: caption augmentation (sentence dropout, null caption) seeded per
+  (seed, process, step) so a resumed run sees the same text, tokenization into `text_ids`, and
+  a background prefetch thread.
+  """
+  tf = import_tensorflow()
+  d = config.data
   ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
   ds = ds.with_options(options)
 
-  augment_text = training and split == "train"
-
   def batches():
     for step, batch in enumerate(ds.as_numpy_iterator(), start=int(start_step)):
       rng = np.random.default_rng([int(config.seed), process_index, step])
       captions = augment.augment_captions(
-          batch["caption"], batch["attributes"], rng, sources=sources, training=augment_text,
-          drop_sentence=bool(config.data.drop_sentence),
-          null_caption_prob=float(config.data.null_caption_prob))
-      batch["text_ids"] = tokenizer.encode(captions, int(config.data.text_seq_len))
+          batch["caption"], batch.get("attributes"), rng, sources=sources, training=augment_text,
+          drop_sentence=bool(d.get("drop_sentence", False)),
+          null_caption_prob=float(d.get("null_caption_prob", 0.0)))
+      batch["text_ids"] = tokenizer.encode(captions, int(d.text_seq_len))
       batch["caption"] = np.array([c.encode("utf-8") for c in captions], dtype=object)
       yield batch
 
-  return _prefetch(batches(), int(config.data.prefetch))
+  return _prefetch(batches(), int(d.get("prefetch", 2)))
 
 
 class _Prefetch:

@@ -9,9 +9,7 @@ Every random choice is seeded by `config.seed` and the element index, so `start_
 resumes exactly.
 """
 
-import numpy as np
 
-from mmvid_jax.data import augment
 from mmvid_jax.data import pipeline
 from mmvid_jax.data import text
 from mmvid_jax.data import video_text_data
@@ -109,21 +107,6 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   ds = ds.enumerate().skip(start_element)
   ds = ds.map(pick_caption).map(element, num_parallel_calls=tf.data.AUTOTUNE,
                                 deterministic=True)
-  ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  options = tf.data.Options()
-  options.deterministic = True
-  ds = ds.with_options(options)
-  augment_text = training and split == "train"
-
-  def batches():
-    for step, batch in enumerate(ds.as_numpy_iterator(), start=int(start_step)):
-      rng = np.random.default_rng([int(config.seed), process_index, step])
-      captions = augment.augment_captions(
-          batch["caption"], None, rng, sources=sources, training=augment_text,
-          drop_sentence=bool(d.get("drop_sentence", False)),
-          null_caption_prob=float(d.get("null_caption_prob", 0.0)))
-      batch["text_ids"] = tokenizer.encode(captions, int(d.text_seq_len))
-      batch["caption"] = np.array([c.encode("utf-8") for c in captions], dtype=object)
-      yield batch
-
-  return pipeline._prefetch(batches(), int(d.get("prefetch", 2)))  # pylint: disable=protected-access
+  return pipeline.text_batches(ds, config, tokenizer, local_batch=local_batch,
+                               augment_text=training and split == "train", sources=sources,
+                               process_index=process_index, start_step=start_step)
