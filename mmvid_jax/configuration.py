@@ -111,6 +111,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     _check_mugen_paths(data)
   if data.get("name") == "video_text":
     _check_video_text(data)
+  if data.get("name") == "mmvoxceleb":
+    _check_mmvoxceleb(data)
   for key in ("manual_dir", "asset_dir"):
     path = data.get(key)
     if path and not os.path.isdir(path):
@@ -198,6 +200,32 @@ def _check_video_text(data: ml_collections.ConfigDict) -> None:
       or abs(sum(fractions) - 1.0) > 1e-6):
     raise ConfigError("data.split_fractions", f"{fractions} is not (train, validation, test) "
                       "fractions summing to 1 with train > 0", "pass e.g. '(0.9, 0.05, 0.05)'")
+  if not 0.0 <= data.null_caption_prob <= 1.0:
+    raise ConfigError("data.null_caption_prob", f"{data.null_caption_prob} is not a probability",
+                      "use a value in [0, 1]")
+
+
+def _check_mmvoxceleb(data: ml_collections.ConfigDict) -> None:
+  """Multimodal VoxCeleb is never downloaded: the release folder is the one required setting."""
+  from mmvid_jax.data import mmvoxceleb_data, text  # Light: no TensorFlow at import.
+  layout = mmvoxceleb_data.LAYOUT
+  if not data.get("manual_dir"):
+    raise ConfigError("data.manual_dir", "is not set; Multimodal VoxCeleb is not downloaded at "
+                      "run time", f"pass --config.data.manual_dir=<the folder holding {layout}>")
+  for folder in ("video", "label"):
+    if os.path.isdir(data.manual_dir) and not os.path.isdir(os.path.join(data.manual_dir,
+                                                                         folder)):
+      raise ConfigError("data.manual_dir", f"folder {data.manual_dir!r} has no {folder}/",
+                        f"point it at the folder holding {layout}")
+  _one_of("data", "source", data.source, ("tfds",))
+  _one_of("data", "text_tokenizer", data.text_tokenizer, text.TOKENIZER_NAMES)
+  _one_of("data", "captions", data.get("captions", "pcfg"), ("pcfg", "template"))
+  fractions = tuple(data.get("split_fractions", (0.9, 0.05, 0.05)))
+  if (len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0
+      or abs(sum(fractions) - 1.0) > 1e-6):
+    raise ConfigError("data.split_fractions", f"{fractions} is not (train, validation, test) "
+                      "fractions of the pids summing to 1 with train > 0",
+                      "pass e.g. '(0.9, 0.05, 0.05)'")
   if not 0.0 <= data.null_caption_prob <= 1.0:
     raise ConfigError("data.null_caption_prob", f"{data.null_caption_prob} is not a probability",
                       "use a value in [0, 1]")

@@ -27,7 +27,10 @@ from mmvid_jax.errors import UserError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-CONTROL_SOURCES = ("first_frame", "random_frame", "background", "same_color", "same_shape")
+CONTROL_SOURCES = ("first_frame", "random_frame", "background", "same_color", "same_shape",
+                   # mmvoxceleb (mmvoxceleb_input.CONTROL_SOURCES)
+                   "mask", "draw", "same_pid_draw", "same_pid_image", "partial_image",
+                   "appearance", "motion_frames")
 HOST_ONLY_KEYS = ("caption",)
 SOURCES = ("tfds", "stream")
 _IMAGE_KEYS = ("background", "same_color", "same_shape")
@@ -249,6 +252,12 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   if config.data.name == "video_text":
     from mmvid_jax.data import video_text_input
     return video_text_input.make_dataset(config, split, workdir, batch_size=batch_size,
+                                         deterministic=deterministic, start_step=start_step,
+                                         process_index=process_index,
+                                         process_count=process_count)
+  if config.data.name == "mmvoxceleb":
+    from mmvid_jax.data import mmvoxceleb_input
+    return mmvoxceleb_input.make_dataset(config, split, workdir, batch_size=batch_size,
                                          deterministic=deterministic, start_step=start_step,
                                          process_index=process_index,
                                          process_count=process_count)

@@ -18,7 +18,7 @@ from mmvid_jax.data import text
 from mmvid_jax.errors import UserError
 
 
-DATASETS = ("shapes", "mugen", "video_text")
+DATASETS = ("shapes", "mugen", "video_text", "mmvoxceleb")
 
 
 def _check(config):
@@ -32,6 +32,10 @@ def _check(config):
   if config.data.name == "video_text":
     from mmvid_jax.data import video_text_input
     video_text_input.check(config)
+    return
+  if config.data.name == "mmvoxceleb":
+    from mmvid_jax.data import mmvoxceleb_input
+    mmvoxceleb_input.check(config)
     return
   if config.data.source not in pipeline.SOURCES:
     raise UserError(f"config.data.source: unknown source {config.data.source!r}. "
@@ -51,6 +55,9 @@ def _tfds_module(config):
   if config.data.name == "video_text":
     from mmvid_jax.data import video_text_tfds
     return video_text_tfds
+  if config.data.name == "mmvoxceleb":
+    from mmvid_jax.data import mmvoxceleb_tfds
+    return mmvoxceleb_tfds
   from mmvid_jax.data import shapes_tfds
   return shapes_tfds
 

@@ -144,6 +144,9 @@ def training_captions(config) -> list[str]:
   if config.data.name == "video_text":
     from mmvid_jax.data import video_text_data
     return video_text_data.training_captions(config.data)
+  if config.data.name == "mmvoxceleb":
+    from mmvid_jax.data import mmvoxceleb_data
+    return mmvoxceleb_data.training_captions(config.data)
   raise UserError(f"config.data.name: no caption corpus for dataset {config.data.name!r}. "
                   "Fix: use config.data.name='shapes', 'mugen' or 'video_text', or "
                   "config.data.text_tokenizer='bert'.")

@@ -10,8 +10,10 @@ MMVID: one draw per call); evaluation uses a fixed pattern.
 |---|---|---|
 | keep | keep all | keep all |
 | mask_8x8 | keep all (.5), keep only [2:6,2:6] (.25), only [1:7,1:7] (.25) | only [1:7,1:7] |
+| mask2_8x8 | as mask_8x8, one draw shared by all mask2_8x8 slots (MMVID: one per call) | same |
 | face_8x8 | keep only eyes+nose [2:5,1:7] (.5) or mouth [5:7,2:6] (.5) | eyes+nose |
 | centre_8x8 | keep only [2:6,2:6] (MMVID face2 motion frames) | same |
+| face2_8x8 | slot 0 (appearance) kept whole, every later slot keeps only [2:6,2:6] | same |
 | shape_4x4 | centre [1:3,1:3] of a 4x4 grid masked | same |
 | drop | all [MASK] (a missing control) | same |
 """
@@ -22,7 +24,8 @@ import numpy as np
 
 from mmvid_jax.errors import UserError
 
-MODES = ("keep", "mask_8x8", "face_8x8", "centre_8x8", "shape_4x4", "drop")
+MODES = ("keep", "mask_8x8", "mask2_8x8", "face2_8x8", "face_8x8", "centre_8x8", "shape_4x4",
+         "drop")
 
 
 def parse_slots(controls) -> tuple[tuple[str, str], ...]:
@@ -54,13 +57,13 @@ def keep_patterns(mode: str, h: int, w: int, train: bool) -> tuple[np.ndarray, n
   full = np.ones((h, w), bool)
   if mode == "keep":
     options, probs = [full], [1.0]
-  elif mode == "mask_8x8":
+  elif mode in ("mask_8x8", "mask2_8x8"):
     inner, outer = _box(h, w, 8, (2, 6), (2, 6)), _box(h, w, 8, (1, 7), (1, 7))
     options, probs = ([full, inner, outer], [0.5, 0.25, 0.25]) if train else ([outer], [1.0])
   elif mode == "face_8x8":
     eyes, mouth = _box(h, w, 8, (2, 5), (1, 7)), _box(h, w, 8, (5, 7), (2, 6))
     options, probs = ([eyes, mouth], [0.5, 0.5]) if train else ([eyes], [1.0])
-  elif mode == "centre_8x8":
+  elif mode in ("centre_8x8", "face2_8x8"):  # face2: the motion slots' pattern (slot 0 whole)
     options, probs = [_box(h, w, 8, (2, 6), (2, 6))], [1.0]
   elif mode == "shape_4x4":
     options, probs = [~_box(h, w, 4, (1, 3), (1, 3))], [1.0]
@@ -83,11 +86,16 @@ def erase_controls(codes: jax.Array, modes: tuple[str, ...], mask_id: int,
   h, w = codes.shape[2], codes.shape[3]
   out = []
   for slot, mode in enumerate(modes):
+    if mode == "face2_8x8":  # MMVID face2: appearance (slot 0) whole, motion frames centred
+      mode = "keep" if slot == 0 else "centre_8x8"
     options, probs = keep_patterns(mode, h, w, train)
     if len(options) == 1:
       keep = jnp.asarray(options[0])
     else:
-      choice = jax.random.choice(jax.random.fold_in(key, slot), len(options), p=jnp.asarray(probs))
+      # mask2_8x8 slots share one draw (MMVID applies one strategy to every control frame).
+      stream = len(modes) if mode == "mask2_8x8" else slot
+      choice = jax.random.choice(jax.random.fold_in(key, stream), len(options),
+                                 p=jnp.asarray(probs))
       keep = jnp.asarray(options)[choice]
     out.append(jnp.where(keep[None], codes[:, slot], mask_id))
   return jnp.stack(out, axis=1)
