@@ -69,6 +69,9 @@ def _data(tiny: bool) -> ml_collections.ConfigDict:
   # Caption: "auto" (templated), "manual" (human-written), "both" (MUGEN's rules).
   data.text_source = "manual"
   data.build_workers = 0  # Render processes for the TFDS build; 0 = one per core.
+  # Build on Apache Beam instead (optional apache-beam; docs/mugen.md), e.g.
+  # "runner=DirectRunner,direct_num_workers=8,direct_running_mode=multi_processing"; empty: off.
+  data.beam_pipeline_options = ""
   data.render_workers = 0  # Render processes for source="render"; 0 = one per core.
   # Text.
   data.text_seq_len = 24 if tiny else 64
@@ -211,6 +214,9 @@ def _sample(tiny: bool) -> ml_collections.ConfigDict:
 
 def _evaluate(tiny: bool) -> ml_collections.ConfigDict:
   e = ml_collections.ConfigDict()
+  e.protocol = "default"  # or "mmvid": the paper's FVD/PRD protocol (docs/evaluation.md)
+  e.eval_num = 2048  # protocol "mmvid": clips
+  e.protocol_decoders = ()  # protocol "mmvid": e.g. "mmvid,artv"; empty: every trained method
   e.split = "test"
   e.num_videos = 2 if tiny else 2048  # MMVID's FVD protocol: 2048 videos.
   e.batch_size = 2 if tiny else 16

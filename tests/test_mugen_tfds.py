@@ -70,6 +70,77 @@ def test_parallel_build_gives_the_same_pixels(tree, built, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def _all_examples(builder):
+  import tensorflow_datasets as tfds
+  return {split: list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
+          for split in builder.info.splits}
+
+
+def _assert_same_examples(a, b):
+  examples_a, examples_b = _all_examples(a), _all_examples(b)
+  assert list(examples_a) == list(examples_b)
+  for split in examples_a:
+    assert len(examples_a[split]) == len(examples_b[split]) > 0
+    for x, y in zip(examples_a[split], examples_b[split]):
+      assert set(x) == set(y)
+      for key in x:
+        np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_beam_build_gives_the_local_builds_examples(tree, built, tmp_path):
+  pytest.importorskip("apache_beam")
+  local_config, local = built
+  config = _config(tree, str(tmp_path), beam_pipeline_options=(
+      "runner=DirectRunner,direct_num_workers=1,direct_running_mode=in_memory"))
+  beam_built = mugen_tfds.build(config, "unused-workdir")
+  assert beam_built.data_dir != local.data_dir
+  _assert_same_examples(local, beam_built)
+
+
+def test_beam_options_mistakes_are_clear_errors(tree, tmp_path, monkeypatch):
+  from mmvid_jax.data import mugen_beam
+  assert mugen_beam.pipeline_options("  ") is None
+  if mugen_beam.apache_beam_available():
+    with pytest.raises(UserError, match="bad item '--runner=DirectRunner'.*without '--'"):
+      mugen_beam.pipeline_options("--runner=DirectRunner")
+    with pytest.raises(UserError, match="Beam knows no option 'direct_num_wrokers'"):
+      mugen_beam.pipeline_options("runner=DirectRunner,direct_num_wrokers=2")
+  monkeypatch.setitem(__import__("sys").modules, "apache_beam", None)  # As if not installed.
+  config = _config(tree, str(tmp_path), beam_pipeline_options="runner=DirectRunner")
+  with pytest.raises(UserError, match="apache-beam is not installed.*beam_pipeline_options=''"):
+    mugen_tfds.build(config, "unused-workdir")
+  assert not os.path.exists(os.path.join(tmp_path, "tfds"))  # Stopped before any work.
+
+
+def test_standard_config_names_and_build_command_errors(tree, monkeypatch, capsys):
+  d = _config(tree, "unused", image_size=128, num_frames=16, frame_step=6).data
+  assert mugen_tfds.builder_config(d) == "r128_t16_s6"  # The registered config, by name.
+  assert mugen_tfds.config_name(_config(tree, "unused").data) == "r32_t4_s3"
+  monkeypatch.delenv(mugen_tfds.ENV_ASSET_DIR, raising=False)
+  assert mugen.main(["build", "--manual_dir=x"]) == 2
+  assert "no sprite tree. Fix: pass --asset_dir" in capsys.readouterr().err
+  with pytest.raises(UserError, match="no --manual_dir"):
+    mugen_tfds.tfds_build([f"--asset_dir={tree['asset_dir']}"])
+
+
+@pytest.mark.slow
+def test_tfds_build_command_on_beam_multiprocessing(tree, built, tmp_path, monkeypatch):
+  """`python -m mmvid_jax.data.mugen build` (TFDS's build) on 2 DirectRunner processes."""
+  pytest.importorskip("apache_beam")
+  _, local = built
+  monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  monkeypatch.setenv(mugen_tfds.ENV_ASSET_DIR, "")  # Restored after the command sets it.
+  config = ('{"name": "r32_t4_s3", "version": "1.0.0", "image_size": 32, "num_frames": 4, '
+            '"frame_step": 3}')
+  assert mugen.main(["build", f"--asset_dir={tree['asset_dir']}", f"--config={config}",
+                     f"--manual_dir={tree['manual_dir']}", f"--data_dir={tmp_path}",
+                     "--beam_pipeline_options=runner=DirectRunner,direct_num_workers=2,"
+                     "direct_running_mode=multi_processing"]) == 0
+  import tensorflow_datasets as tfds
+  _assert_same_examples(local, tfds.builder_from_directory(
+      os.path.join(tmp_path, "mugen", "r32_t4_s3", "1.0.0")))
+
+
 def test_unbuilt_dataset_is_a_clear_error(tree, tmp_path):
   with pytest.raises(UserError, match="holds no mugen/r32_t4_s3 dataset.*source=render"):
     mugen_tfds.built_builder(_config(tree, str(tmp_path)), "unused")

@@ -2,6 +2,9 @@
 
     python -m mmvid_jax.data.mugen render --game_json=PATH --asset_dir=DIR --image_size=256 \
         --start=0 --num_frames=32 --frame_step=3 --out=clip.mp4   # or .gif, or .npy
+    python -m mmvid_jax.data.mugen build --asset_dir=DIR --manual_dir=PATH/release \
+        --config=r128_t16_s6 --data_dir=DIR \
+        --beam_pipeline_options=runner=DirectRunner,direct_num_workers=8   # `tfds build` flags
 
 `.npy` holds the raw uint8 array `[T, R, R, 3]`; videos play at 30 / frame_step fps (MUGEN
 records at 30 fps). Every mistake (missing file or sprite, malformed JSON, bad argument) is
@@ -155,7 +158,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
   try:
+    if argv[:1] == ["build"]:  # TFDS's `tfds build`, for the `mugen` builder (+ Beam).
+      from mmvid_jax.data import mugen_tfds
+      mugen_tfds.tfds_build(argv[1:])
+      return 0
     args = _parser().parse_args(argv)
     extension = os.path.splitext(args.out)[1].lower()
     if extension not in OUTPUT_EXTENSIONS:
