@@ -14,6 +14,7 @@ MMVID: one draw per call); evaluation uses a fixed pattern.
 | face_8x8 | keep only eyes+nose [2:5,1:7] (.5) or mouth [5:7,2:6] (.5) | eyes+nose |
 | centre_8x8 | keep only [2:6,2:6] (MMVID face2 motion frames) | same |
 | face2_8x8 | slot 0 (appearance) kept whole, every later slot keeps only [2:6,2:6] | same |
+| face3_8x8 | MUG: slot 0 whole plus [2:6,2:6] of every slot (in tokens = face2_8x8) | same |
 | shape_4x4 | centre [1:3,1:3] of a 4x4 grid masked | same |
 | drop | all [MASK] (a missing control) | same |
 """
@@ -24,8 +25,8 @@ import numpy as np
 
 from mmvid_jax.errors import UserError
 
-MODES = ("keep", "mask_8x8", "mask2_8x8", "face2_8x8", "face_8x8", "centre_8x8", "shape_4x4",
-         "drop")
+MODES = ("keep", "mask_8x8", "mask2_8x8", "face2_8x8", "face3_8x8", "face_8x8", "centre_8x8",
+         "shape_4x4", "drop")
 
 
 def parse_slots(controls) -> tuple[tuple[str, str], ...]:
@@ -63,7 +64,7 @@ def keep_patterns(mode: str, h: int, w: int, train: bool) -> tuple[np.ndarray, n
   elif mode == "face_8x8":
     eyes, mouth = _box(h, w, 8, (2, 5), (1, 7)), _box(h, w, 8, (5, 7), (2, 6))
     options, probs = ([eyes, mouth], [0.5, 0.5]) if train else ([eyes], [1.0])
-  elif mode in ("centre_8x8", "face2_8x8"):  # face2: the motion slots' pattern (slot 0 whole)
+  elif mode in ("centre_8x8", "face2_8x8", "face3_8x8"):  # face2/3: later slots (0 is whole)
     options, probs = [_box(h, w, 8, (2, 6), (2, 6))], [1.0]
   elif mode == "shape_4x4":
     options, probs = [~_box(h, w, 4, (1, 3), (1, 3))], [1.0]
@@ -86,7 +87,9 @@ def erase_controls(codes: jax.Array, modes: tuple[str, ...], mask_id: int,
   h, w = codes.shape[2], codes.shape[3]
   out = []
   for slot, mode in enumerate(modes):
-    if mode == "face2_8x8":  # MMVID face2: appearance (slot 0) whole, motion frames centred
+    # MMVID face2: appearance (slot 0) whole, motion frames centred. face3 ("for MUG
+    # evaluation") keeps slot 0 whole plus every slot's centre: the same per-slot mapping.
+    if mode in ("face2_8x8", "face3_8x8"):
       mode = "keep" if slot == 0 else "centre_8x8"
     options, probs = keep_patterns(mode, h, w, train)
     if len(options) == 1:
