@@ -235,10 +235,10 @@ def test_tiny_config_trains_tokenizer_and_transformer(tmp_path):
   from mmvid_jax.tokenizer import stage as tokenizer_stage
   from mmvid_jax.transformer import stage as transformer_stage
   tree = fx.write_tree(str(tmp_path / "iper"))
+  for person in range(7, 11):  # more held-out A-pose videos: a full evaluation batch of 8
+    fx.write_mp4(os.path.join(tree["root"], "more", f"{person:03d}_1_1.mp4"))
   config = iper_config.get_config("tiny")
   config.data.update(manual_dir=tree["root"], build_workers=2)
-  config.tokenizer.update(batch_size=4, eval_batch_size=4)
-  config.transformer.update(batch_size=4)
   for section in (config.tokenizer, config.transformer):
     section.update(num_steps=2, warmup_steps=1, eval_every=2, checkpoint_every=2)
   configuration.validate(config)

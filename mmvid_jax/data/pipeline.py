@@ -261,6 +261,12 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
                                          deterministic=deterministic, start_step=start_step,
                                          process_index=process_index,
                                          process_count=process_count)
+  if config.data.name in ("iper", "mug"):
+    import importlib
+    input_module = importlib.import_module(f"mmvid_jax.data.{config.data.name}_input")
+    return input_module.make_dataset(config, split, workdir, batch_size=batch_size,
+                                     deterministic=deterministic, start_step=start_step,
+                                     process_index=process_index, process_count=process_count)
   _check_request(config, split, batch_size, process_count)
   sources = control_sources(config)
   tokenizer = text.get_text_tokenizer(config, workdir)

@@ -9,6 +9,7 @@
 Idempotent: finished parts are detected and skipped.
 """
 
+import importlib
 import os
 
 from absl import logging
@@ -18,7 +19,7 @@ from mmvid_jax.data import text
 from mmvid_jax.errors import UserError
 
 
-DATASETS = ("shapes", "mugen", "video_text", "mmvoxceleb")
+DATASETS = ("shapes", "mugen", "video_text", "mmvoxceleb", "iper", "mug")
 
 
 def _check(config):
@@ -36,6 +37,10 @@ def _check(config):
   if config.data.name == "mmvoxceleb":
     from mmvid_jax.data import mmvoxceleb_input
     mmvoxceleb_input.check(config)
+    return
+  if config.data.name in ("iper", "mug"):
+    input_module = importlib.import_module(f"mmvid_jax.data.{config.data.name}_input")
+    input_module.check(config)
     return
   if config.data.source not in pipeline.SOURCES:
     raise UserError(f"config.data.source: unknown source {config.data.source!r}. "
@@ -58,6 +63,8 @@ def _tfds_module(config):
   if config.data.name == "mmvoxceleb":
     from mmvid_jax.data import mmvoxceleb_tfds
     return mmvoxceleb_tfds
+  if config.data.name in ("iper", "mug"):
+    return importlib.import_module(f"mmvid_jax.data.{config.data.name}_tfds")
   from mmvid_jax.data import shapes_tfds
   return shapes_tfds
 

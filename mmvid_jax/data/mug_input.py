@@ -1,0 +1,106 @@
+"""tf.data input for `mug`: numpy batches per the batch contract (`video`, `text_ids`,
+`caption`, and `controls` for first_frame / random_frame control slots, e.g. the
+expression-transfer variant's `face3_8x8` slots).
+
+Training: shuffled, endless, a random start per take with `frame_step` between frames, a
+random caption of the take's list, then the shared text augmentation (null caption).
+Evaluation: one ordered pass, start frame 0, the first (canonical) caption. Every random
+choice is seeded by `config.seed` and the element index, so `start_step=k` resumes exactly.
+"""
+
+from mmvid_jax.data import frame_folders
+from mmvid_jax.data import mug_data
+from mmvid_jax.data import pipeline
+from mmvid_jax.data import text
+from mmvid_jax.errors import UserError
+
+SOURCES = ("tfds",)
+CONTROL_SOURCES = ("first_frame", "random_frame")
+
+
+def check(config, split: str = "train") -> None:
+  """MUG settings, checked before any work."""
+  d = config.data
+  frame_folders.check_root("MUG", d.manual_dir, mug_data.LAYOUT)
+  if d.source not in SOURCES:
+    raise UserError(f"config.data.source: {d.source!r} is not a mug source. Fix: use 'tfds' "
+                    "(takes are decoded once by the data stage).")
+  if split not in mug_data.SPLITS:
+    raise UserError(f"unknown split {split!r}. Fix: use one of {', '.join(mug_data.SPLITS)}.")
+  fractions = tuple(d.split_fractions)
+  if (len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0
+      or abs(sum(fractions) - 1.0) > 1e-6):
+    raise UserError(f"config.data.split_fractions {fractions} is not (train, validation, test) "
+                    "fractions summing to 1 with train > 0. Fix: pass e.g. '(0.8, 0.1, 0.1)'.")
+  if int(d.captions_per_take) < 1:
+    raise UserError(f"config.data.captions_per_take must be >= 1, got {d.captions_per_take}. "
+                    "Fix: use e.g. 8.")
+  missing = [s for s in pipeline.control_sources(config) if s not in CONTROL_SOURCES]
+  if missing:
+    raise UserError(f"config.transformer.controls: control source(s) {missing} are not "
+                    "available for mug. Fix: use first_frame or random_frame.")
+
+
+def make_dataset(config, split: str, workdir: str, *, batch_size: int, deterministic: bool,
+                 start_step: int = 0, process_index: int | None = None,
+                 process_count: int | None = None):
+  """Iterator of numpy batches (per-process batch = batch_size / process count)."""
+  if process_index is None or process_count is None:
+    import jax
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+  check(config, split)
+  if batch_size <= 0 or batch_size % process_count:
+    raise UserError(f"batch size {batch_size} is not a positive multiple of the {process_count} "
+                    "processes. Fix: use a global batch size divisible by the process count.")
+  import tensorflow_datasets as tfds
+  from mmvid_jax.data import mug_tfds
+  tokenizer = text.get_text_tokenizer(config, workdir)
+  tf = pipeline.import_tensorflow()
+  sources = pipeline.control_sources(config)
+  training = not deterministic
+  local_batch = batch_size // process_count
+  seed = int(config.seed) * 1_000_003 + process_index
+
+  builder = mug_tfds.built_builder(config, workdir)
+  if split not in builder.info.splits:
+    raise UserError(f"the mug dataset has no {split!r} split (no subject with a usable take "
+                    f"fell in it). Fix: add subjects to {config.data.manual_dir!r} and rebuild, "
+                    "or change config.data.split_fractions.")
+  count = builder.info.splits[split].num_examples
+  if count < process_count:
+    raise UserError(f"the mug {split} split has {count} takes for {process_count} processes. "
+                    "Fix: add subjects to that split.")
+  local_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
+  read_config = tfds.ReadConfig(shuffle_seed=int(config.seed), try_autocache=False,
+                                interleave_cycle_length=16 if training else 1,
+                                enable_ordering_guard=not training)
+  ds = builder.as_dataset(split=local_split, shuffle_files=training, read_config=read_config,
+                          decoders={"video": tfds.decode.SkipDecoding()})
+  if training:
+    if int(config.data.shuffle_buffer) > 1:
+      ds = ds.shuffle(int(config.data.shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat()
+  decode_video = builder.info.features["video"].decode_example
+
+  def pick_caption(index, example):
+    """A random caption of the take's list in training, the first otherwise."""
+    if training:
+      key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64) + (1 << 41)])
+      count = tf.size(example["captions"], out_type=tf.int32)
+      choice = tf.random.stateless_uniform((), key, 0, count, tf.int32)
+    else:
+      choice = tf.constant(0)
+    return index, {"video": example["video"], "caption": example["captions"][choice]}
+
+  def decode(example):
+    return {"video": decode_video(example["video"]), "caption": example["caption"]}
+
+  # The shared per-clip step: start frame (random in training), frame_step, controls.
+  element = pipeline._element_fn(config, decode, sources, training, seed)  # pylint: disable=protected-access
+  ds = ds.enumerate().skip(int(start_step) * local_batch)
+  ds = ds.map(pick_caption).map(element, num_parallel_calls=tf.data.AUTOTUNE,
+                                deterministic=True)
+  return pipeline.text_batches(ds, config, tokenizer, local_batch=local_batch,
+                               augment_text=training and split == "train", sources=sources,
+                               process_index=process_index, start_step=start_step)
