@@ -8,8 +8,9 @@ PCFG (`pcfg_captions`, MMVID `mm_vox_celeb/pcfg.py::generate`), per video:
 2. split by verb: wear / is / has (`VERBS`); `Male` only picks the gender words and pronoun,
    `Mouth_Slightly_Open` never appears;
 3. until all lists are empty: pick a list with probability proportional to its remaining
-   length and pop 1 attribute, a 2nd with p=0.9, a 3rd with p=0.85 ("a" | "a and b" |
-   "a, b and c"). This grouping (and order) is fixed for the video;
+   length and pop 1 attribute, then one more with p=0.9, then (tried even when the previous
+   pop was not taken, as MMVID's code does) one more with p=0.85: "a" | "a and b" |
+   "a, b and c". This grouping (and order) is fixed for the video;
 4. each of the `num_captions` captions writes every group as one sentence: a noun phrase
    (Det 'a'|'this' + gender word with probability 1-p, p = 0.5 for the first sentence and
    0.85 after, else the pronoun he/she; the gender word is 'male'|'man' ('female'|'woman')
