@@ -205,6 +205,12 @@ def _sample(tiny: bool) -> ml_collections.ConfigDict:
 
 def _evaluate(tiny: bool) -> ml_collections.ConfigDict:
   e = ml_collections.ConfigDict()
+  # "default": the measures below; "mmvid": the paper's FVD/PRD protocol (eval_num clips at
+  # 128 px, MMVID's decoding; writes evaluation/protocol_mmvid.{json,md}; docs/evaluation.md).
+  e.protocol = "default"
+  e.eval_num = 2048  # protocol "mmvid": clips (all of the split when it holds fewer)
+  # protocol "mmvid": methods, e.g. "mmvid,artv"; empty: every method a model exists for.
+  e.protocol_decoders = ()
   # Held-out clips, first num_videos in order; one generated video each (MMVID: 2048).
   e.split = "test"
   e.num_videos = 16 if tiny else 256

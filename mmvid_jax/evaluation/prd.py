@@ -16,7 +16,9 @@ different clusterings, curves averaged, equal set sizes enforced.
 Argument order: here `generated` is the evaluated distribution Q and `real` the reference P,
 the library convention. MMVID passes the real embeddings as the evaluated set and the fakes as
 reference, which swaps the two curves, so MMVID's reported (F8, F1/8) equal our (F_1/8, F_8).
-`PRDResult.mmvid_order()` gives the figures in MMVID's order for comparison with its tables.
+`PRDResult.mmvid_order()` gives the figures in MMVID's order for comparison with its tables;
+`prd_mmvid_argument_order` recomputes them with MMVID's literal call (the clustering sees the
+sets in the other order, so the two agree up to k-means noise).
 """
 
 import dataclasses
@@ -142,3 +144,14 @@ def prd_from_features(real: np.ndarray, generated: np.ndarray, num_clusters: int
       precision=precision, recall=recall, beta=beta,
       f_beta=float(np.max(f_beta(precision, recall, beta))),
       f_beta_inv=float(np.max(f_beta(precision, recall, 1.0 / beta))))
+
+
+def prd_mmvid_argument_order(real: np.ndarray, generated: np.ndarray, **kwargs) -> PRDResult:
+  """PRD computed literally as MMVID does: `compute_prd_from_embedding(real_embs, fake_embs)`.
+
+  The library's first argument is the evaluated set and its second the reference, so MMVID
+  evaluates the *real* features against the generated ones. The result's `f_beta` is what
+  MMVID reports as F8 and `f_beta_inv` its F1/8; in the conventional reading (generated
+  evaluated against real) they are F1/8 and F8. Keyword arguments as `prd_from_features`.
+  """
+  return prd_from_features(real=generated, generated=real, **kwargs)

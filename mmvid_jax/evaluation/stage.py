@@ -56,7 +56,15 @@ def _settings(config: ml_collections.ConfigDict) -> dict:
           "seed": int(config.seed)}
 
 
+def _uses_paper_protocol(config: ml_collections.ConfigDict) -> bool:
+  """--config.evaluate.protocol=mmvid: MMVID's FVD/PRD protocol (evaluation/protocol.py)."""
+  return config.evaluate.get("protocol", "default") == "mmvid"
+
+
 def is_complete(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  if _uses_paper_protocol(config):
+    from mmvid_jax.evaluation import protocol
+    return protocol.is_complete(config, workdir)
   record = metrics_io.read_metrics(workdir)
   return bool(record and record.get("complete") and record.get("settings") == _settings(config))
 
@@ -205,6 +213,10 @@ def _evaluate_setting(spec, model, tokenizer, real, config, rel_scorer, extracto
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:
+  if _uses_paper_protocol(config):
+    from mmvid_jax.evaluation import protocol
+    protocol.run(config, workdir)
+    return
   evaluate = config.evaluate
   try:
     specs = decoder_specs.from_config(config)
