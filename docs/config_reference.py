@@ -180,6 +180,12 @@ MEANINGS = {
     "evaluate.prd_runs": "PRD runs averaged",
     "evaluate.lpips_net": "LPIPS network, `alexnet` or `vgg16`",
     "evaluate.num_gallery": "videos per setting in TensorBoard and the comparison GIFs",
+    "evaluate.protocol": "`default` (the measures above) or `mmvid` (the paper's FVD/PRD "
+                         "protocol, docs/evaluation.md#paper-protocol)",
+    "evaluate.eval_num": "protocol `mmvid`: clips evaluated (all of the split when it holds "
+                         "fewer)",
+    "evaluate.protocol_decoders": "protocol `mmvid`: methods (`mmvid`, `artv`, ...); empty = "
+                                  "every method a trained model exists for",
     # mesh
     "mesh.data": "data-parallel axis size (-1 = all remaining devices)",
     "mesh.fsdp": "parameter-sharding (FSDP) axis size",
