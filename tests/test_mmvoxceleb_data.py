@@ -151,6 +151,7 @@ def test_builder_fields_shapes_and_skipped_counts(folder, built):
   assert builder.skipped == {"no_label": 1, "bad_label": 1, "no_frames": 1, "unreadable": 1,
                              "too_short": 0, "bad_control_frames": 0}
   assert builder.info.metadata["skipped"] == builder.skipped
+  assert builder.without == builder.info.metadata["without"] == {"mask": 1, "draw": 1}
   import tensorflow_datasets as tfds
   examples = {ex["id"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split="train"))}
   assert sorted(examples) == sorted(folder["good"])
@@ -176,6 +177,7 @@ def test_builder_fields_shapes_and_skipped_counts(folder, built):
   assert sum("without label/<key>.txt" in m for m in messages) == 1
   assert sum("not 40 comma-separated" in m for m in messages) == 1
   assert sum("empty frame folder" in m for m in messages) == 1
+  assert sum("1 clips have no mask frames and 1 no drawing" in m for m in messages) == 1
   assert sum("could not be decoded" in m and folder["broken"]["corrupt"] in m
              for m in messages) == 1
 

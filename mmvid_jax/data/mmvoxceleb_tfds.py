@@ -71,6 +71,8 @@ class Mmvoxceleb(tfds.core.GeneratorBasedBuilder):
     self._manual_dir, self._num_workers = manual_dir, num_workers
     self.skipped = {"no_label": 0, "bad_label": 0, "no_frames": 0, "unreadable": 0,
                     "too_short": 0, "bad_control_frames": 0}
+    # Kept clips without mask / drawing frames: the modes that need them leave them out.
+    self.without = {"mask": 0, "draw": 0}
     super().__init__(**kwargs)
 
   @tfds.core.utils.classproperty
@@ -124,6 +126,7 @@ class Mmvoxceleb(tfds.core.GeneratorBasedBuilder):
     c = self.builder_config
     workers = video_text_tfds._default_workers(self._num_workers)  # pylint: disable=protected-access
     unreadable, too_short, bad_controls, kept = [], [], 0, 0
+    without = {"mask": 0, "draw": 0}
     for item, example in vox.decode_many(items, c.image_size, c.clip_frames, c.control_frames,
                                          c.pool_size, workers):
       if isinstance(example, str):
@@ -134,12 +137,21 @@ class Mmvoxceleb(tfds.core.GeneratorBasedBuilder):
       else:
         kept += 1
         bad_controls += example.pop("bad_control_frames")
+        for modality in without:
+          without[modality] += int(len(example[modality]) == 0)
         yield item.key, example
     _log_split(split, len(items), unreadable, too_short, bad_controls, c.needed_frames)
     self.skipped["unreadable"] += len(unreadable)
     self.skipped["too_short"] += len(too_short)
     self.skipped["bad_control_frames"] += bad_controls
     self.info.metadata["skipped"] = dict(self.skipped)
+    for modality, count in without.items():
+      self.without[modality] += count
+    self.info.metadata["without"] = dict(self.without)
+    if any(without.values()):
+      logging.warning("mmvoxceleb %s: %d clips have no mask frames and %d no drawing frames; "
+                      "modes with mask/drawing controls leave them out.", split,
+                      without["mask"], without["draw"])
     if not kept:
       raise UserError(f"mmvoxceleb {split}: every clip was skipped ({len(unreadable)} "
                       f"undecodable, {len(too_short)} shorter than {c.needed_frames} frames). "
