@@ -9,19 +9,22 @@ agent and the power-up shield. Three painters give identical pixels:
 - `direct`: the same per-tile painting with numpy (exact Pillow blending, `mugen_sprites`);
 - `fast` (default): the same Pillow pastes in the same order, with the per-tile Python work
   moved out of the frame loop: sprites scaled once per resolution and looked up per cell once
-  per clip, every cell's position and visibility computed for a frame in one numpy pass, and
-  Pillow's C paste called directly.
+  per clip, the maze's rows pre-sorted so a frame only walks the cells on screen, the lava
+  halves' float geometry and the background tiling recomputed without the generic rectangle
+  helpers, Pillow's C paste called directly, frames written into one preallocated array.
 
-Why not a pre-drawn maze cropped per frame: the background scrolls at 0.4x the maze's speed
-(parallax), so a pre-drawn maze must be alpha-composited over it on every frame; measured,
-that full-frame masked composite (plus the lava and coin cells repainted per frame) costs
-more than pasting the ~40 visible tiles (0.2-0.6x the reference's speed; docs/mugen.md).
+Why not a pre-drawn maze cropped per frame (built, exact, and measured: docs/mugen.md): the
+background scrolls at 0.4x the maze's speed, so the pre-drawn maze has to be composited over
+it on every frame, and that full-frame composite plus the lava cells repainted per frame cost
+as much as pasting the ~40 visible tiles in C.
 """
 
 import math
 
 import numpy as np
 from PIL import Image
+
+import bisect
 
 from mmvid_jax.data import mugen_game as mg
 from mmvid_jax.data.mugen_sprites import (SpriteCache, integer_rect, intersect, out_of_bounds,
@@ -33,11 +36,10 @@ METHODS = ("fast", "direct", "reference")
 def _paste_core(core, sprite, left: int, top: int) -> None:
   """`Image.paste(sprite, box, sprite if RGBA)` on an image core, minus the wrapper's cost."""
   w, h = sprite.size
-  source = sprite.image.im
-  if sprite.image.mode == "RGBA":
-    core.paste(source, (left, top, left + w, top + h), source)
+  if sprite.mask is not None:
+    core.paste(sprite.core, (left, top, left + w, top + h), sprite.mask)
   else:
-    core.paste(source, (left, top, left + w, top + h))
+    core.paste(sprite.core, (left, top, left + w, top + h))
 
 
 class ClipRenderer:
@@ -60,8 +62,11 @@ class ClipRenderer:
     eaten = set().union(*(f.coins_eaten for f in game.frames))
     self._cell_eatable = [c in eaten or game.maze[c[1]][c[0]] in (mg.COIN, mg.GEM)
                           for c in cells]
-    self._cell_sprites = None  # Loaded on the first fast frame.
+    self._rows = None  # Per screen row, its cells and sprites: loaded on the first fast frame.
     self._lava_sources = {}
+    self._background = None
+    self._lava_pieces_cache = {}
+    self._lava_paths = {char: mg.tile_sprite(game, char) for char in mg.LAVA_TILES}
 
   # Geometry shared by every painter.
   def camera_dx(self, frame) -> float:
@@ -213,67 +218,149 @@ class ClipRenderer:
       paste(out, sprite, left, top)
     return out
 
-  def _load_cell_sprites(self):
-    """Per cell: its Pillow image core and alpha mask (None for lava, painted in halves)."""
-    size = integer_rect(self.tile_rect(0, 0, 0.0))[2:]
-    by_char = {}
+  def _load_rows(self) -> None:
+    """Per maze row on screen: its cells' x, sprite core and mask (None: lava, painted in
+    halves), whether they can be eaten, and its top (rows never move on screen)."""
+    game, size = self.game, self.size
+    w, h = integer_rect(self.tile_rect(0, 0, 0.0))[2:]
+    self._tile_size = (w, h)
+    cores = {}
     for char in sorted(set(self._cell_chars) - set(mg.LAVA_TILES)):  # Same first error every run.
-      sprite = self.sprites.get(mg.tile_sprite(self.game, char), self.tile_load,
-                                paint_size=tuple(size))
-      core = sprite.image.im
-      by_char[char] = (core, core if sprite.image.mode == "RGBA" else None)
-    self._cell_sprites = [by_char.get(char) for char in self._cell_chars]
-    self._cell_size = size
-    # Rows are fixed on screen (the camera never moves vertically).
-    tops = self.size - self.k * self._cell_y + self.dy - 0.1
-    self._cell_top = np.floor(tops).astype(np.int64)
-    self._cell_row_visible = ~((tops + size[1] < 0) | (tops > self.size))
+      sprite = self.sprites.get(mg.tile_sprite(game, char), self.tile_load, paint_size=(w, h))
+      cores[char] = (sprite.core, sprite.mask)
+    eatable = dict(zip(zip(self._cell_x.tolist(), self._cell_y.tolist()), self._cell_eatable))
+    self._rows = []
+    for y in range(game.maze_h):
+      top = size - self.k * y + self.dy - 0.1
+      if top + (self.k + .5 + .2) < 0 or top > size:  # The reference's out_of_bounds, in y.
+        continue
+      cells = [(x, game.maze[y][x]) for x in range(game.maze_w) if game.maze[y][x] != mg.SPACE]
+      self._rows.append((y, math.floor(top), [x for x, _ in cells],
+                         [(x, char) + cores.get(char, (None, None)) + (eatable[(x, y)],)
+                          for x, char in cells]))
 
-  def _render_fast(self, index: int) -> np.ndarray:
-    """The reference's painting, pixel for pixel, with the per-tile Python work precomputed:
-    positions for all cells at once (numpy) and Pillow's C paste per visible tile."""
-    if self._cell_sprites is None:
-      self._load_cell_sprites()
+  def _render_fast(self, image: Image.Image, index: int) -> None:
+    """The reference's painting of frame `index` onto `image`, pixel for pixel (the image is
+    reused between frames: whatever the background does not cover is cleared to black)."""
+    if self._rows is None:
+      self._load_rows()
     frame = self.game.frames[index]
-    dx = self.camera_dx(frame)
-    image = Image.new("RGB", (self.size, self.size))
+    dx, k, size = self.camera_dx(frame), self.k, self.size
+    (w, h), side = self._tile_size, k + .5 + .2
     core = image.im
-    for sprite, left, top in self.background_items(dx):
-      _paste_core(core, sprite, left, top)
-    lefts_float = self.k * self._cell_x + dx - 0.1
-    w, h = self._cell_size
+    if not self._paste_background(core, dx):
+      image.paste((0, 0, 0), (0, 0, size, size))
+      self._paste_background(core, dx)
     ix, iy = int(frame.agent.x + .5), int(frame.agent.y + .5)
-    shown = (self._cell_row_visible & (np.abs(self._cell_x - ix) <= self.radius)
-             & (np.abs(self._cell_y - iy) <= self.radius)
-             & (lefts_float + (self.k + .5 + .2) >= 0) & (lefts_float <= self.size))
-    lefts = np.floor(lefts_float).astype(np.int64)
-    tops = self._cell_top
-    eaten = frame.coins_eaten
-    for i in np.flatnonzero(shown).tolist():
-      if self._cell_eatable[i] and (int(self._cell_x[i]), int(self._cell_y[i])) in eaten:
+    # Columns the reference visits: within the radius and not out of bounds (lefts grow with x).
+    first, last = max(ix - self.radius, 0), min(ix + self.radius, self.game.maze_w - 1)
+    while first <= last and k * first + dx - 0.1 + side < 0:
+      first += 1
+    while last >= first and k * last + dx - 0.1 > size:
+      last -= 1
+    eaten, state_time = frame.coins_eaten, frame.state_time
+    for y, top, xs, cells in self._rows:
+      if abs(y - iy) > self.radius:
         continue
-      entry = self._cell_sprites[i]
-      if entry is None:  # Lava.
-        for sprite, left, top in self.tile_items(int(self._cell_x[i]), int(self._cell_y[i]), dx,
-                                                 frame.state_time):
-          _paste_core(core, sprite, left, top)
-        continue
-      left, top = int(lefts[i]), int(tops[i])
-      if entry[1] is None:
-        core.paste(entry[0], (left, top, left + w, top + h))
-      else:
-        core.paste(entry[0], (left, top, left + w, top + h), entry[1])
+      for x, char, tile, mask, eatable in cells[bisect.bisect_left(xs, first):
+                                                bisect.bisect_right(xs, last)]:
+        if eatable and (x, y) in eaten:
+          continue
+        if tile is None:  # Lava.
+          for piece, piece_mask, left, piece_top, pw, ph in self._lava_pieces(char, x, y, dx,
+                                                                              state_time):
+            if piece_mask is None:
+              core.paste(piece, (left, piece_top, left + pw, piece_top + ph))
+            else:
+              core.paste(piece, (left, piece_top, left + pw, piece_top + ph), piece_mask)
+          continue
+        left = math.floor(k * x + dx - 0.1)
+        if mask is None:
+          core.paste(tile, (left, top, left + w, top + h))
+        else:
+          core.paste(tile, (left, top, left + w, top + h), mask)
     for sprite, left, top in self.character_items(frame, dx):
       _paste_core(core, sprite, left, top)
-    return np.asarray(image)
+
+  def _prepare_background(self) -> None:
+    game, size = self.game, self.size
+    zoom = size * game.zoom
+    self._background = self.sprites.get(game.background, (math.ceil(zoom), math.ceil(zoom)),
+                                        opaque=True)
+    self._background_tops = []
+    for tile_y in range(-1, 2):  # The reference's rect, as it computes it.
+      top = (zoom * tile_y + self.center + game.bgzoom * (self.dy - self.k * game.maze_h / 2)
+             - zoom * 0.5)
+      if not (top + zoom < 0 or top > size):
+        self._background_tops.append(math.floor(top))
+    rows = 0
+    for top in self._background_tops:
+      if top <= rows:
+        rows = max(rows, top + self._background.size[1])
+    self._background_rows_covered = rows >= size
+
+  def _paste_background(self, core, dx) -> bool:
+    """`background_items` pasted (opaque) onto an image core, without its per-tile Python.
+    Returns whether they covered the whole frame."""
+    game, size, zoom = self.game, self.size, self.size * self.game.zoom
+    if self._background is None:
+      self._prepare_background()
+    source = self._background.image.im
+    width, height = self._background.size
+    covered = 0  # Columns [0, covered) covered so far (tiles are pasted left to right).
+    for tile_x in range(-1, 3):
+      left = (zoom * tile_x + self.center + game.bgzoom * (dx + self.k * game.maze_h / 2)
+              - zoom * 0.5)
+      if left + zoom < 0 or left > size:
+        continue
+      left = math.floor(left)
+      for top in self._background_tops:
+        core.paste(source, (left, top, left + width, top + height))
+      if left <= covered:
+        covered = max(covered, left + width)
+    return self._background_rows_covered and covered >= size
+
+  def _lava_pieces(self, char, x, y, dx, state_time):
+    """`tile_items` for a lava cell: the same float geometry, sprites looked up once."""
+    k, path = self.k, self._lava_paths.get(char) or mg.tile_sprite(self.game, char)
+    r0, r1, side = k * x + dx - 0.1, self.size - k * y + self.dy - 0.1, k + .5 + .2
+    scroll, crops = self._lava_source(path, state_time)
+    pieces = []
+    for shifted, crop, first in ((r0 + scroll * side, crops[0], True),
+                                 (r0 + (side + scroll * side), crops[1], False)):
+      x0, x1 = max(shifted, r0), min(shifted + side, r0 + side)
+      y0, y1 = r1, r1 + side
+      if crop is None or not (x1 - x0 > 0 and y1 - y0 > 0):
+        continue
+      width = x1 - x0 + 0.5
+      if not first:
+        x0 -= 0.5
+      left, top, w, h = math.floor(x0), math.floor(y0), math.ceil(width), math.ceil(y1 - y0)
+      if w <= 0 or h <= 0:
+        continue
+      key = (path, crop, w, h)
+      entry = self._lava_pieces_cache.get(key)
+      if entry is None:
+        sprite = self.sprites.get(path, None, crop=crop, paint_size=(w, h))
+        entry = (sprite.core, sprite.mask)
+        self._lava_pieces_cache[key] = entry
+      pieces.append((entry[0], entry[1], left, top, w, h))
+    return pieces
 
   def render(self, frame_indices, method: str = "fast") -> np.ndarray:
     if method not in METHODS:
       raise ValueError(f"unknown render method {method!r}; choose one of {METHODS}")
-    painter = {"fast": self._render_fast, "direct": self.render_direct,
-               "reference": self.render_reference}[method]
-    frames = [painter(int(i)) for i in frame_indices]
-    return np.stack(frames) if frames else np.zeros((0, self.size, self.size, 3), np.uint8)
+    indices = [int(i) for i in frame_indices]
+    out = np.empty((len(indices), self.size, self.size, 3), np.uint8)
+    image = Image.new("RGB", (self.size, self.size))
+    for position, index in enumerate(indices):
+      if method == "fast":
+        self._render_fast(image, index)
+        out[position] = np.frombuffer(image.tobytes(), np.uint8).reshape(out.shape[1:])
+      else:
+        out[position] = (self.render_direct if method == "direct" else
+                         self.render_reference)(index)
+    return out
 
 
 class MugenRenderer:

@@ -19,7 +19,7 @@ from mmvid_jax.errors import UserError
 class Sprite:
   """A scaled sprite: Pillow image, its RGB pixels and its alpha (None when opaque)."""
 
-  __slots__ = ("image", "rgb", "alpha")
+  __slots__ = ("image", "rgb", "alpha", "inverse", "premultiplied", "core", "mask")
 
   def __init__(self, image: Image.Image):
     self.image = image
@@ -27,10 +27,19 @@ class Sprite:
       pixels = np.asarray(image)
       self.rgb = np.ascontiguousarray(pixels[..., :3])
       self.alpha = np.ascontiguousarray(pixels[..., 3])
+      # `blend`'s terms that depend on the sprite only, computed once.
+      alpha = self.alpha.astype(np.uint16)[..., None]
+      self.inverse = np.ascontiguousarray(np.broadcast_to(255 - alpha, self.rgb.shape))
+      self.premultiplied = self.rgb.astype(np.uint16) * alpha + 128
     else:
       # The reference pastes non-RGBA sprites without a mask (fully opaque).
       self.rgb = np.asarray(image.convert("RGB"))
-      self.alpha = None
+      self.alpha = self.inverse = self.premultiplied = None
+    # For Pillow's C paste: the image core and its mask, None when the sprite is opaque (no
+    # alpha, or alpha 255 everywhere, where the masked blend returns the source exactly).
+    self.core = image.im
+    opaque = self.alpha is None or bool(self.alpha.min() == 255)
+    self.mask = None if opaque else self.core
 
   @property
   def size(self) -> tuple[int, int]:
@@ -53,12 +62,16 @@ def paste(frame: np.ndarray, sprite: Sprite, left: int, top: int, clip=None) -> 
   fx1, fy1 = min(left + width, x1), min(top + height, y1)
   if fx0 >= fx1 or fy0 >= fy1:
     return
-  src = sprite.rgb[fy0 - top:fy1 - top, fx0 - left:fx1 - left]
+  rows, cols = slice(fy0 - top, fy1 - top), slice(fx0 - left, fx1 - left)
   region = frame[fy0:fy1, fx0:fx1]
   if sprite.alpha is None:
-    region[...] = src
-  else:
-    region[...] = blend(region, src, sprite.alpha[fy0 - top:fy1 - top, fx0 - left:fx1 - left])
+    region[...] = sprite.rgb[rows, cols]
+  else:  # `blend`, with the sprite's terms precomputed.
+    t = region * sprite.inverse[rows, cols]
+    t += sprite.premultiplied[rows, cols]
+    t += t >> 8
+    t >>= 8
+    region[...] = t
 
 
 class SpriteCache:
