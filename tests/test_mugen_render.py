@@ -58,6 +58,31 @@ def test_fast_and_direct_paint_exactly_the_reference(asset_dir, size, kwargs):
   np.testing.assert_array_equal(clip.render(frames, "fast"), reference)
 
 
+def test_opaque_rgba_sprites_and_a_short_background_paint_exactly(tmp_path):
+  """Real lava is RGBA with alpha 255 everywhere: `fast` pastes it unmasked (Pillow's blend at
+  alpha 255 returns the source), which must still equal the reference. A background image too
+  small to cover the frame leaves black that `fast` must clear on its reused image."""
+  assets = fx.write_assets(str(tmp_path), size=16)
+  for name in ("lava", "lavaTop_low"):
+    path = tmp_path / "kenney" / "Tiles" / f"{name}.png"
+    pixels = np.asarray(Image.open(path).convert("RGBA")).copy()
+    pixels[..., 3] = 255
+    pixels[:, ::3, :3] = (200, 30, 10)  # Texture, so the scroll shows.
+    Image.fromarray(pixels, "RGBA").save(path)
+  game = mugen_game.parse_game(fx.make_game(num_frames=8))
+  clip = mugen_render.MugenRenderer(assets, 64).clip(game)
+  frames = range(game.num_frames)
+  assert clip.sprites.get("kenney/Tiles/lava.png", (8, 8)).mask is None  # Opaque: unmasked.
+  np.testing.assert_array_equal(clip.render(frames, "fast"), clip.render(frames, "reference"))
+  game.bgzoom = 10.0  # Parallax so strong that the background misses part of frames 0-1.
+  clip = mugen_render.MugenRenderer(assets, 64).clip(game)
+  backwards = frames[::-1]  # Covered frames first, then the reused image must be cleared.
+  reference = clip.render(backwards, "reference")
+  black = (reference == 0).all(-1).sum(axis=(1, 2))
+  assert black[0] == 0 and black[-1] > 0
+  np.testing.assert_array_equal(clip.render(backwards, "fast"), reference)
+
+
 def test_agent_pixels_where_the_state_puts_it(asset_dir):
   data = fx.make_game()
   data["frames"][5]["agent"]["y"] = 4.0  # Two tiles higher (mid-jump).
