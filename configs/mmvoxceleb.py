@@ -96,7 +96,7 @@ def _data(mode: str, tiny: bool) -> ml_collections.ConfigDict:
   data.build_workers = 0  # Decoding threads for the build; 0 = one per core.
   # Text: "pcfg" (one of the clip's 20 attribute captions) or "template" (dependent modes).
   data.captions = captions
-  data.text_seq_len = (32 if captions == "pcfg" else 24) if tiny else text_len
+  data.text_seq_len = 32 if tiny else text_len
   data.text_tokenizer = "bert" if mode == "text_aug" else "sentencepiece"
   data.sentencepiece_vocab_size = 128 if tiny else 1024
   data.drop_sentence = mode == "text_aug"  # the released checkpoint name says "txtdrop"

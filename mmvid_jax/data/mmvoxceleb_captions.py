@@ -200,11 +200,14 @@ DEPENDENT_SOURCES = (("same_pid_draw", "mask"), ("same_pid_image", "mask"),
                      ("appearance", "motion_frames", "motion_frames", "motion_frames"))
 
 
+CORPUS_REPEATS = 200
+
+
 def corpus(pcfg: list[str]) -> list[str]:
   """Text for the SentencePiece model: PCFG captions, every dependent-mode template and the
   paraphrase prompts, so one text model serves every mode (no prompt falls back to
   characters)."""
-  lines = list(pcfg)
-  lines += [c for sources in DEPENDENT_SOURCES for c in template_captions(sources)]
-  lines += [p for prompts in PARAPHRASE_PROMPTS.values() for p in prompts]
-  return lines
+  extra = [c for sources in DEPENDENT_SOURCES for c in template_captions(sources)]
+  extra += [p for prompts in PARAPHRASE_PROMPTS.values() for p in prompts]
+  # Repeated so their words become whole pieces next to ~400k PCFG lines (L_txt is 20).
+  return list(pcfg) + extra * CORPUS_REPEATS
