@@ -1,29 +1,35 @@
-"""MUGEN renderer speed (frames/s on one core) and TFDS size per clip.
+"""MUGEN renderer speed (frames/s on one core), its profile, and TFDS disk per clip.
 
     python benchmarks/mugen_render.py --asset_dir=PATH/coinrun/assets
     python benchmarks/mugen_render.py            # generated placeholder sprites
+    python benchmarks/mugen_render.py --asset_dir=... --profile --tfds_size
 
 Renders 96-frame clips of a 64 x 13 maze (the release's size; lava, coins, crates, ladder,
 a walking monster, the agent walking right then left) with the three painters, which give
 identical pixels (checked here too):
   reference  Pillow paste of every visible tile every frame (MUGEN's reference algorithm);
   direct     the same per-tile painting in numpy;
-  fast       static maze painted once per clip and sub-pixel phase, cropped per frame.
-Per frame, sprites are scaled once per resolution (as in a build or input worker). Per clip
-(the configured frame sampling, JSON parsing included), the fast painter with its warm sprite
-cache is compared with the reference painter rescaling every sprite for each clip, as MUGEN's
-reference script does when it loads a game (its tile size depends on the game's zoom). Also
-reports the zlib-compressed bytes per stored clip (the TFDS
-`video` feature) for the configured frame sampling, and the full-release (375K clips) size.
+  fast       the reference's Pillow pastes with the per-tile Python work done once per clip.
+Per frame, sprites are scaled once per resolution (as in a build or input worker); each
+figure is the best of `--repeats` CPU-time runs, the painters interleaved, so a loaded
+machine disturbs them alike. `--no_lava` also times the same clips with the lava pool
+turned into ground. Per clip (the configured frame sampling, JSON parsing included), the
+fast painter with its warm sprite cache is compared with the reference painter rescaling
+every sprite for each clip, as MUGEN's reference script does when it loads a game.
+`--profile` prints cProfile's top functions for the fast painter at each size.
+`--tfds_size` builds the real `mugen` TFDS dataset from a generated tree of 96-frame clips
+(5 clips, these sprites) per resolution and sampling, and reports the bytes on disk per clip
+and the estimate for the full release (375K clips).
 """
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import sys
 import tempfile
 import time
-import zlib
 
 import numpy as np
 
@@ -34,27 +40,92 @@ from mmvid_jax.data import mugen_render  # noqa: E402
 from tests import fixtures_mugen  # noqa: E402
 
 RELEASE_CLIPS = 375_000
+METHODS = ("reference", "direct", "fast")
 
 
-def _games(num_clips: int, num_frames: int):
-  return [fixtures_mugen.make_game(num_frames=num_frames, maze_w=64, world=i % 2,
-                                   speed=0.2 + 0.05 * i, seed=i) for i in range(num_clips)]
+def _games(num_clips: int, num_frames: int, lava: bool = True):
+  games = [fixtures_mugen.make_game(num_frames=num_frames, maze_w=64, world=i % 2,
+                                    speed=0.2 + 0.05 * i, seed=i) for i in range(num_clips)]
+  if not lava:
+    for game in games:
+      game["maze"] = [row.replace("^", "S").replace("|", "A") for row in game["maze"]]
+  return games
 
 
-def _time_method(asset_dir, size, games, method, repeats):
-  renderer = mugen_render.MugenRenderer(asset_dir, size)
-  start = time.perf_counter()
-  for data in games:  # Warm-up: sprite scaling for this resolution.
-    renderer.render(mugen_game.parse_game(data), [0, 1], method)
-  warmup = time.perf_counter() - start
+def _frame_rates(asset_dir, size, games, repeats):
+  """frames/s per painter (best CPU time over repeats, painters interleaved) and outputs."""
   parsed = [mugen_game.parse_game(data) for data in games]
-  best = float("inf")
+  renderer = mugen_render.MugenRenderer(asset_dir, size)
+  for game in parsed:  # Warm-up: sprite scaling for this resolution.
+    for method in METHODS:
+      renderer.render(game, [0, 1], method)
+  best, outputs = {}, {}
   for _ in range(repeats):
-    start = time.perf_counter()
-    outputs = [renderer.render(game, range(game.num_frames), method) for game in parsed]
-    best = min(best, time.perf_counter() - start)
+    for method in METHODS:
+      start = time.process_time()
+      outputs[method] = [renderer.render(game, range(game.num_frames), method)
+                         for game in parsed]
+      best[method] = min(best.get(method, float("inf")), time.process_time() - start)
   frames = sum(game.num_frames for game in parsed)
-  return frames / best, warmup, outputs
+  return {m: frames / t for m, t in best.items()}, outputs
+
+
+def _profile(asset_dir, size, games) -> None:
+  parsed = [mugen_game.parse_game(data) for data in games]
+  renderer = mugen_render.MugenRenderer(asset_dir, size)
+  for game in parsed:  # Warm: every sprite variant scaled before profiling.
+    renderer.render(game, range(game.num_frames))
+  profiler = cProfile.Profile()
+  profiler.enable()
+  for game in parsed:
+    renderer.render(game, range(game.num_frames))
+  profiler.disable()
+  print(f"  {size:4d} px  cProfile of the fast painter (tottime, top 8):")
+  stats = pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime")
+  stats.print_stats(8)
+
+
+def _clip_rates(asset_dir, size, games, count, step):
+  texts = [json.dumps(data) for data in games]
+  indices = step * np.arange(count)
+  rates = {}
+  for label, method, fresh in (("reference, sprites per clip", "reference", True),
+                               ("fast, cached sprites", "fast", False)):
+    renderer = mugen_render.MugenRenderer(asset_dir, size)
+    for text in texts:  # A long-running worker has seen every sprite variant.
+      renderer.render(mugen_game.parse_game(json.loads(text)), indices, method)
+    start = time.process_time()
+    for text in texts:
+      if fresh:
+        renderer = mugen_render.MugenRenderer(asset_dir, size)
+      renderer.render(mugen_game.parse_game(json.loads(text)), indices, method)
+    rates[label] = len(texts) / (time.process_time() - start)
+  return rates
+
+
+def _tfds_sizes(asset_dir, sizes, samplings) -> None:
+  """Builds `mugen` from 96-frame generated clips; bytes on disk per stored clip."""
+  import ml_collections
+  import tensorflow_datasets as tfds
+  from mmvid_jax.data import mugen_tfds
+  tfds.disable_progress_bar()
+  root = tempfile.mkdtemp()
+  tree = fixtures_mugen.write_mugen_tree(os.path.join(root, "tree"), num_frames=96)
+  for size in sizes:
+    for count, step in samplings:
+      data_dir = os.path.join(root, f"tfds_{size}_{count}_{step}")
+      config = ml_collections.ConfigDict({"data": dict(
+          manual_dir=tree["manual_dir"], asset_dir=asset_dir, root_dir="", data_dir=data_dir,
+          image_size=size, num_frames=count, frame_step=step, use_downsampled_train=False,
+          build_workers=1, beam_pipeline_options="")})
+      builder = mugen_tfds.build(config, root)
+      clips = sum(split.num_examples for split in builder.info.splits.values())
+      stored = sum(os.path.getsize(os.path.join(builder.data_dir, name))
+                   for name in os.listdir(builder.data_dir) if ".tfrecord" in name)
+      per_clip = stored / clips
+      print(f"  {size:4d} px  {count} frames at step {step}: {per_clip / 1e3:.0f} kB/clip on "
+            f"disk ({clips} clips) -> ~{per_clip * RELEASE_CLIPS / 1e9:.0f} GB for "
+            f"{RELEASE_CLIPS} clips")
 
 
 def main():
@@ -63,58 +134,46 @@ def main():
   parser.add_argument("--sizes", default="128,256")
   parser.add_argument("--clips", type=int, default=3)
   parser.add_argument("--frames", type=int, default=96)
-  parser.add_argument("--repeats", type=int, default=2)
-  parser.add_argument("--sampling", default="32x3,16x6", help="num_frames x frame_step list")
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--sampling", default="16x6,32x3", help="num_frames x frame_step list")
+  parser.add_argument("--no_lava", action="store_true", help="also time lava-free clips")
+  parser.add_argument("--profile", action="store_true", help="cProfile the fast painter")
+  parser.add_argument("--tfds_size", action="store_true", help="TFDS bytes on disk per clip")
   args = parser.parse_args()
   asset_dir = args.asset_dir
   if not asset_dir:
     asset_dir = fixtures_mugen.write_assets(tempfile.mkdtemp(), size=128)
+  sizes = [int(s) for s in args.sizes.split(",")]
+  samplings = [tuple(int(v) for v in s.split("x")) for s in args.sampling.split(",")]
   games = _games(args.clips, args.frames)
   text = json.dumps(games[0])
-  start = time.perf_counter()
+  start = time.process_time()
   for _ in range(5):
     mugen_game.parse_game(json.loads(text))
-  parse_ms = (time.perf_counter() - start) / 5 * 1000
+  parse_ms = (time.process_time() - start) / 5 * 1000
   print(f"sprites: {'placeholders' if not args.asset_dir else args.asset_dir}; "
         f"{args.clips} clips x {args.frames} frames; JSON load+parse {parse_ms:.1f} ms/clip "
         f"({len(text) / 1e3:.0f} kB)")
-  for size in (int(s) for s in args.sizes.split(",")):
-    results = {}
-    for method in ("reference", "direct", "fast"):
-      fps, warmup, outputs = _time_method(asset_dir, size, games, method, args.repeats)
-      results[method] = (fps, outputs)
-      print(f"  {size:4d} px  {method:9s} {fps:8.0f} frames/s  (sprite scaling warm-up "
-            f"{warmup:.2f} s)")
-    for method in ("direct", "fast"):
-      for a, b in zip(results[method][1], results["reference"][1]):
-        np.testing.assert_array_equal(a, b)
-    speedup = results["fast"][0] / results["reference"][0]
-    print(f"  {size:4d} px  fast / reference = {speedup:.1f}x, fast / direct = "
-          f"{results['fast'][0] / results['direct'][0]:.1f}x (pixels identical)")
-    for sampling in args.sampling.split(","):
-      count, step = (int(v) for v in sampling.split("x"))
-      texts = [json.dumps(data) for data in games]
-      indices = step * np.arange(count)
-      per_clip = {}
-      for label, method, fresh in (("reference, sprites per clip", "reference", True),
-                                   ("fast, cached sprites", "fast", False)):
-        renderer = mugen_render.MugenRenderer(asset_dir, size)
-        for text in texts:  # A long-running worker has seen every sprite variant.
-          renderer.render(mugen_game.parse_game(json.loads(text)), indices, method)
-        start = time.perf_counter()
-        for text in texts:
-          if fresh:
-            renderer = mugen_render.MugenRenderer(asset_dir, size)
-          renderer.render(mugen_game.parse_game(json.loads(text)), indices, method)
-        per_clip[label] = len(texts) / (time.perf_counter() - start)
+  variants = [("lava", games)] + ([("no lava", _games(args.clips, args.frames, False))]
+                                  if args.no_lava else [])
+  for size in sizes:
+    for label, clips in variants:
+      rates, outputs = _frame_rates(asset_dir, size, clips, args.repeats)
+      for method in ("direct", "fast"):
+        for a, b in zip(outputs[method], outputs["reference"]):
+          np.testing.assert_array_equal(a, b)
+      print(f"  {size:4d} px  {label:7s} " + ", ".join(
+          f"{m} {rates[m]:.0f}" for m in METHODS) + " frames/s; fast / reference = "
+            f"{rates['fast'] / rates['reference']:.1f}x (pixels identical)")
+    if args.profile:
+      _profile(asset_dir, size, games)
+    for count, step in samplings:
+      rates = _clip_rates(asset_dir, size, games, count, step)
       print(f"  {size:4d} px  {count} frames at step {step} per clip: " + ", ".join(
-          f"{label} {rate:.1f} clips/s" for label, rate in per_clip.items()) +
-            f" -> {per_clip['fast, cached sprites'] / per_clip['reference, sprites per clip']:.0f}x")
-      sizes = [len(zlib.compress(video[::step][:count].tobytes()))
-               for video in results["fast"][1]]
-      per_clip = float(np.mean(sizes))
-      print(f"  {size:4d} px  {count} frames at step {step}: {per_clip / 1e3:.0f} kB/clip "
-            f"stored (zlib) -> {per_clip * RELEASE_CLIPS / 1e9:.0f} GB for {RELEASE_CLIPS} clips")
+          f"{label} {rate:.1f} clips/s" for label, rate in rates.items()) +
+            f" -> {rates['fast, cached sprites'] / rates['reference, sprites per clip']:.0f}x")
+  if args.tfds_size:
+    _tfds_sizes(asset_dir, sizes, samplings)
 
 
 if __name__ == "__main__":

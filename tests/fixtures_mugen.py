@@ -165,12 +165,14 @@ CLIPS = {
 }
 
 
-def write_mugen_tree(root: str, val_name: str = "val.json", extra_eval_clips: int = 0) -> dict:
+def write_mugen_tree(root: str, val_name: str = "val.json", extra_eval_clips: int = 0,
+                     num_frames: int | None = None) -> dict:
   """Writes `root/assets` and `root/coinrun_dataset_jsons/{release, data}`; returns the paths.
 
   Clip paths are relative to `manual_dir`'s parent (the stored `data_folder` does not exist),
   which is where the loader looks by default. `extra_eval_clips` adds that many more walking
   clips to each of validation and test (evaluation batches drop incomplete remainders).
+  `num_frames` gives every clip that length (96: the release's 3.2 s clips).
   """
   asset_dir = write_assets(os.path.join(root, "assets"))
   manual_dir = os.path.join(root, "coinrun_dataset_jsons", "release")
@@ -181,7 +183,9 @@ def write_mugen_tree(root: str, val_name: str = "val.json", extra_eval_clips: in
     for split in ("val", "test"):
       clips[f"{split}_extra{j}"] = (split, 12, {"seed": 10 + j, "world": j % 2},
                                      "Mugen walks right.", ["Mugen walks to the right."])
+  length = num_frames
   for i, (name, (split, num_frames, kwargs, auto, manual)) in enumerate(clips.items()):
+    num_frames = length or num_frames
     relative = f"data/{name}.json"
     path = os.path.join(os.path.dirname(manual_dir), relative)
     os.makedirs(os.path.dirname(path), exist_ok=True)
