@@ -234,6 +234,12 @@ def _sample(tiny: bool) -> ml_collections.ConfigDict:
 
 def _evaluate(tiny: bool) -> ml_collections.ConfigDict:
   e = ml_collections.ConfigDict()
+  # "default": the measures below; "mmvid": the paper's FVD/PRD protocol (eval_num clips at
+  # 128 px, MMVID's decoding; docs/evaluation.md). MMVID evaluated on its training folder:
+  # add --config.evaluate.split=train for that.
+  e.protocol = "default"
+  e.eval_num = 2048  # protocol "mmvid": clips (all of the split when it holds fewer)
+  e.protocol_decoders = ()  # protocol "mmvid": e.g. "mmvid,artv"; empty: every trained method
   e.split = "test"
   e.num_videos = 2 if tiny else 2048  # MMVID's FVD protocol: 2048 videos.
   e.batch_size = 2 if tiny else 16

@@ -117,6 +117,11 @@ def test_config_names_manual_dir_and_layout(folder, tmp_path):
       configuration.validate(checked, num_devices=devices)
   with pytest.raises(ValueError, match="unknown variant"):
     vox_config.get_config("text_mask_huge")
+  from configs import shapes as shapes_config
+  shapes_cfg, vox_cfg = shapes_config.get_config(), vox_config.get_config()
+  for section in ("tokenizer", "transformer", "sample", "evaluate", "mesh"):
+    assert not set(shapes_cfg[section].keys()) - set(vox_cfg[section].keys()), section
+  assert vox_cfg.tokenizer.latent_size == 8 and vox_cfg.transformer.width == 768
 
 
 def test_main_without_manual_dir_stops_with_one_line(tmp_path):
