@@ -18,8 +18,8 @@ checkpoints), each with a `<mode>_tiny` counterpart that runs on CPU in minutes:
 | text_partial | partial_image:face_8x8 | PCFG, null p=0.1 | 50 | 20 | 98k |
 | draw_mask | same_pid_draw, mask (mask2_8x8) | template | 20 | 20 | 92k |
 | image_mask | same_pid_image, mask (mask2_8x8) | template | 20 | 20 | 100k |
-| image_video | appearance, 3 x motion_frames (face2_8x8), motion_color | template | 20 | 32 | 149k |
-| text_aug | none; frozen pooled sentence encoder (one text token), sentence dropout | PCFG | 50 | 24 | 112k |
+| image_video | appearance, 3 x motion_frames (face2_8x8) + colour | template | 20 | 32 | 149k |
+| text_aug | none; pooled sentence encoder, sentence dropout | PCFG | 50 (1) | 24 | 112k |
 
 Sizing follows MMVID: 128 px, 8 frames 4 apart, a per-frame VQGAN with downsampling 16 and
 1024 codes (8 x 8 tokens per frame, 512 per clip), a 12 x 768 transformer, Adam at 1e-4 after

@@ -1,4 +1,4 @@
-"""MMVID's Multimodal VoxCeleb attribute PCFG, templates and paraphrase prompts (spec §7, §8.1)."""
+"""MMVID's Multimodal VoxCeleb attribute PCFG, templates and paraphrases (spec §7, §8.1)."""
 
 import re
 
