@@ -141,6 +141,24 @@ def test_tfds_build_command_on_beam_multiprocessing(tree, built, tmp_path, monke
       os.path.join(tmp_path, "mugen", "r32_t4_s3", "1.0.0")))
 
 
+def test_clips_and_sprites_read_from_a_remote_filesystem(tree):
+  """Beam workers on a cluster read from buckets: gs://-style paths go through TF's gfile
+  (here its in-memory ram:// filesystem) and render the same pixels as local files."""
+  import tensorflow as tf
+  local_json = os.path.join(os.path.dirname(tree["manual_dir"]), "data", "walk.json")
+  for folder, _, files in os.walk(tree["asset_dir"]):
+    for name in files:
+      relative = os.path.relpath(os.path.join(folder, name), tree["asset_dir"])
+      tf.io.gfile.makedirs(os.path.dirname(f"ram://mugen/assets/{relative}"))
+      tf.io.gfile.copy(os.path.join(folder, name), f"ram://mugen/assets/{relative}", True)
+  tf.io.gfile.copy(local_json, "ram://mugen/walk.json", True)
+  remote = mugen.render_clip("ram://mugen/walk.json", "ram://mugen/assets", 32, 0, 4, 3)
+  np.testing.assert_array_equal(remote, mugen.render_clip(local_json, tree["asset_dir"], 32,
+                                                          0, 4, 3))
+  with pytest.raises(UserError, match="ram://mugen/missing.json' does not exist"):
+    mugen.render_clip("ram://mugen/missing.json", "ram://mugen/assets", 32, 0, 4, 3)
+
+
 def test_unbuilt_dataset_is_a_clear_error(tree, tmp_path):
   with pytest.raises(UserError, match="holds no mugen/r32_t4_s3 dataset.*source=render"):
     mugen_tfds.built_builder(_config(tree, str(tmp_path)), "unused")

@@ -39,7 +39,7 @@ def render_clip(game_json: str, asset_dir: str, image_size: int, start: int = 0,
   _check_positive("frame_step", frame_step)
   if not isinstance(start, int) or start < 0:
     raise UserError(f"--start must be an integer >= 0, got {start!r}. Fix: pass e.g. --start=0.")
-  if not asset_dir or not os.path.isdir(asset_dir):
+  if not asset_dir or not mugen_game.is_dir(asset_dir):
     raise UserError(f"asset_dir {asset_dir!r} is not a folder. Fix: pass MUGEN's coinrun "
                     "assets folder (kenney/, kenneyLarge/, backgrounds/, bubble_shield.png).")
   game = mugen_game.load_game(game_json)

@@ -231,14 +231,37 @@ def parse_game(data, path: str = "<game>") -> Game:
               str(grounds[world]), str(agents[agent_n]), [str(n) for n in flat_names])
 
 
+def _gfile():
+  """TensorFlow's file API, for remote paths (gs://, s3://, ...) only: Beam workers on a
+  cluster read the clips and sprites from a bucket."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+  import tensorflow as tf
+  return tf.io.gfile
+
+
+def is_file(path: str) -> bool:
+  return _gfile().exists(path) and not _gfile().isdir(path) if "://" in path \
+      else os.path.isfile(path)
+
+
+def is_dir(path: str) -> bool:
+  return _gfile().isdir(path) if "://" in path else os.path.isdir(path)
+
+
+def open_file(path: str, mode: str = "r"):
+  """`open` for local paths, TensorFlow's GFile for remote ones."""
+  return _gfile().GFile(path, mode) if "://" in path else open(path, mode)
+
+
 def load_game(path: str) -> Game:
-  """Reads and validates one game-state JSON file."""
-  if not os.path.isfile(path):
+  """Reads and validates one game-state JSON file (a local or a gs://-style path)."""
+  if not is_file(path):
     raise UserError(f"MUGEN game-state file {path!r} does not exist. Fix: check "
                     "config.data.root_dir (the folder the split file's json_file paths are "
                     "relative to) or the --game_json path.")
   try:
-    with open(path) as f:
+    with open_file(path) as f:
       data = json.load(f)
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise UserError(f"malformed MUGEN game-state JSON {path!r}: not valid JSON ({e}). Fix: "

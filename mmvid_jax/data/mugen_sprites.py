@@ -13,6 +13,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from mmvid_jax.data.mugen_game import is_file, open_file
 from mmvid_jax.errors import UserError
 
 
@@ -86,16 +87,17 @@ class SpriteCache:
     key = relative_path
     if key not in self._originals:
       path = os.path.join(self.asset_dir, relative_path)
-      if not os.path.isfile(path) and fallback is not None:
+      if not is_file(path) and fallback is not None:
         path = os.path.join(self.asset_dir, fallback)
-      if not os.path.isfile(path):
+      if not is_file(path):
         raise UserError(f"MUGEN sprite {relative_path!r} not found under asset_dir "
                         f"{self.asset_dir!r}. Fix: point config.data.asset_dir (or --asset_dir) "
                         "at MUGEN's coinrun assets folder (the one holding kenney/, "
                         "kenneyLarge/, backgrounds/ and bubble_shield.png).")
       try:
-        image = Image.open(path)
-        image.load()
+        with open_file(path, "rb") as f:
+          image = Image.open(f)
+          image.load()
       except OSError as e:
         raise UserError(f"MUGEN sprite {path!r} is not a readable image ({e}). Fix: restore "
                         "the file from the MUGEN asset release.") from None

@@ -33,6 +33,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 from mmvid_jax.data import mugen  # noqa: E402
 from mmvid_jax.data import mugen_beam  # noqa: E402
 from mmvid_jax.data import mugen_data  # noqa: E402
+from mmvid_jax.data import mugen_game  # noqa: E402
 from mmvid_jax.errors import UserError  # noqa: E402
 
 _ZLIB = tfds.features.Encoding.ZLIB
@@ -127,7 +128,7 @@ class Mugen(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     manual_dir = self._manual_dir or str(dl_manager.manual_dir)
-    if not self._asset_dir or not os.path.isdir(self._asset_dir):
+    if not self._asset_dir or not mugen_game.is_dir(self._asset_dir):
       raise UserError(f"MUGEN asset_dir {self._asset_dir!r} is not a folder. Fix: set "
                       "config.data.asset_dir (or, for `tfds build`, the environment variable "
                       f"{ENV_ASSET_DIR}) to MUGEN's coinrun assets folder.")
