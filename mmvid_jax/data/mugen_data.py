@@ -18,6 +18,7 @@ import os
 from absl import logging
 import numpy as np
 
+from mmvid_jax.data import mugen_game
 from mmvid_jax.errors import UserError
 
 SPLITS = ("train", "validation", "test")
@@ -39,7 +40,7 @@ class Clip:
 
 def split_file(manual_dir: str, split: str, use_downsampled_train: bool = False) -> str:
   """Path of a split's file, or a UserError naming what is missing."""
-  if not manual_dir or not os.path.isdir(manual_dir):
+  if not manual_dir or not mugen_game.is_dir(manual_dir):
     raise UserError(f"config.data.manual_dir {manual_dir!r} is not a folder. Fix: point it at "
                     "MUGEN's coinrun_dataset_jsons/release folder (train.json, val.json, "
                     f"test.json); {OBTAIN}.")
@@ -49,7 +50,7 @@ def split_file(manual_dir: str, split: str, use_downsampled_train: bool = False)
            "validation": ("val.json", "valid.json"), "test": ("test.json",)}[split]
   for name in names:
     path = os.path.join(manual_dir, name)
-    if os.path.isfile(path):
+    if mugen_game.is_file(path):
       return path
   hint = (" or set config.data.use_downsampled_train=False" if use_downsampled_train else "")
   raise UserError(f"MUGEN split file {' / '.join(names)} not found in manual_dir "
@@ -73,7 +74,7 @@ def _strings(path, value, field) -> tuple[str, ...]:
 def read_split(path: str, root_dir: str = "", manual_dir: str = "") -> tuple[list[Clip], str]:
   """All clips of a split file (unfiltered) and the root their json paths resolve against."""
   try:
-    with open(path) as f:
+    with mugen_game.open_file(path) as f:
       content = json.load(f)
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise UserError(f"malformed MUGEN split file {path!r}: not valid JSON ({e}). Fix: "
@@ -84,7 +85,7 @@ def read_split(path: str, root_dir: str = "", manual_dir: str = "") -> tuple[lis
   stored = metadata.get("data_folder", "") if isinstance(metadata, dict) else ""
   if root_dir:
     root = root_dir
-  elif isinstance(stored, str) and stored and os.path.isdir(stored):
+  elif isinstance(stored, str) and stored and mugen_game.is_dir(stored):
     root = stored
   else:
     root = os.path.dirname(os.path.normpath(manual_dir or os.path.dirname(path)))
