@@ -8,6 +8,7 @@ runs it is marked slow; the fast tests cover every other piece on the same tiny 
 
 import json
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -225,27 +226,32 @@ def test_table_on_the_tiny_workdir(workdir, tmp_path):
   assert len(rows) == 1
   cells = [c.strip() for c in rows[0].strip("|").split("|")]
   assert cells[1] == f"{result['fvd']:.2f}" and cells[6] == "16"
-  assert cells[7] == "128 px (from 32)" and cells[8] == "8 → 15 (palindrome)" and cells[9] == "–"
+  assert cells[7] == "128 px (from 32)" and cells[8] == "8 → 15 (palindrome)"
+  assert cells[9] == "–"
   text = "\n".join(lines)
   assert "Fewer clips than asked" in text and "Resized" in text and "argument order" in text
 
 
 def test_published_numbers_only_for_mmvoxceleb_text_to_video():
+  published = protocol._published  # pylint: disable=protected-access
   config = protocol_config()
   methods = spec.resolve_methods((), True, True)
-  assert protocol._published(config, methods, None) == ({}, None)  # pylint: disable=protected-access
+  assert published(config, methods, None) == ({}, None)
   config.data.name = "mmvoxceleb"
-  shown, note = protocol._published(config, methods, None)  # pylint: disable=protected-access
+  shown, note = published(config, methods, None)
   assert shown == {"mmvid": 59.46, "artv": 70.95} and "README" in note
-  shown, _ = protocol._published(  # pylint: disable=protected-access
-      config, (spec.parse_method("mmvid_s10"),), None)
+  shown, _ = published(config, (spec.parse_method("mmvid_s10"),), None)
   assert shown == {}  # not the paper's decoding: no reference beside it
+  with_controls = types.SimpleNamespace(layout=types.SimpleNamespace(num_controls=1))
+  shown, note = published(config, methods, with_controls)
+  assert shown == {} and "text-to-video only" in note
 
 
 def test_stage_dispatches_to_the_protocol(workdir, tmp_path):
   config = protocol_config()
   assert not stage.is_complete(config, workdir)
-  record = {"complete": True, "settings": protocol.settings(protocol.request_from_config(config))}
+  record = {"complete": True, "settings": protocol.settings(protocol.request_from_config(config)),
+            "transformer_step": 0}
   out = protocol.default_out_dir(str(tmp_path))
   os.makedirs(out)
   with open(os.path.join(out, protocol_report.JSON_FILE), "w") as f:

@@ -72,7 +72,8 @@ def is_complete(config, workdir: str) -> bool:
     wanted = settings(request_from_config(config))
   except UserError:
     return False
-  return bool(record and record.get("complete") and record.get("settings") == wanted)
+  return bool(record and record.get("complete") and record.get("settings") == wanted
+              and record.get("transformer_step") == _transformer_step(workdir))
 
 
 def load_models(config, workdir: str, request: Request):
