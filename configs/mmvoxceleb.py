@@ -96,6 +96,9 @@ def _data(mode: str, tiny: bool) -> ml_collections.ConfigDict:
   data.build_workers = 0  # Decoding threads for the build; 0 = one per core.
   # Text: "pcfg" (one of the clip's 20 attribute captions) or "template" (dependent modes).
   data.captions = captions
+  # "generate": the 20 PCFG captions from the labels (seeded per clip); "release": the
+  # release's txt/<key>.txt files (the captions MMVID trained on).
+  data.caption_source = "generate"
   data.text_seq_len = 32 if tiny else text_len
   data.text_tokenizer = "bert" if mode == "text_aug" else "sentencepiece"
   data.sentencepiece_vocab_size = 128 if tiny else 1024

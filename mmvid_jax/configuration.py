@@ -220,6 +220,8 @@ def _check_mmvoxceleb(data: ml_collections.ConfigDict) -> None:
   _one_of("data", "source", data.source, ("tfds",))
   _one_of("data", "text_tokenizer", data.text_tokenizer, text.TOKENIZER_NAMES)
   _one_of("data", "captions", data.get("captions", "pcfg"), ("pcfg", "template"))
+  _one_of("data", "caption_source", data.get("caption_source", "generate"),
+          mmvoxceleb_data.CAPTION_SOURCES)
   fractions = tuple(data.get("split_fractions", (0.9, 0.05, 0.05)))
   if (len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0
       or abs(sum(fractions) - 1.0) > 1e-6):

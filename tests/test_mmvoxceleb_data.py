@@ -153,8 +153,8 @@ def test_split_holds_out_whole_pids():
 def test_builder_fields_shapes_and_skipped_counts(folder, built):
   _, builder, messages = built
   assert builder.name == "mmvoxceleb"
-  assert builder.skipped == {"no_label": 1, "bad_label": 1, "no_frames": 1, "unreadable": 1,
-                             "too_short": 0, "bad_control_frames": 0}
+  assert builder.skipped == {"no_label": 1, "bad_label": 1, "no_frames": 1, "no_text": 0,
+                             "unreadable": 1, "too_short": 0, "bad_control_frames": 0}
   assert builder.info.metadata["skipped"] == builder.skipped
   assert builder.without == builder.info.metadata["without"] == {"mask": 1, "draw": 1}
   import tensorflow_datasets as tfds
@@ -348,3 +348,32 @@ def test_mask2_and_face2_erasing():
   assert (test[0, 0] == 0).sum() == 36  # evaluation keeps [1:7, 1:7]
   config = ml_collections.ConfigDict({"transformer": {"controls": ("mask:mask2_8x8",)}})
   assert pipeline.control_sources(config) == ("mask",)
+
+
+def test_release_captions_from_txt(folder, tmp_path):
+  """caption_source='release' reads txt/<key>.txt (the captions MMVID trained on); clips
+  without one are skipped and counted."""
+  import shutil
+  import tensorflow_datasets as tfds
+  root = str(tmp_path / "release")
+  shutil.copytree(folder["root"], root)
+  keys = sorted(folder["good"])
+  os.makedirs(os.path.join(root, "txt"))
+  for key in keys[1:]:
+    with open(os.path.join(root, "txt", key + ".txt"), "w") as f:
+      f.write(f"Release caption one of {key}.\nRelease caption two.\n\n")
+  config = _config("text_video", root, str(tmp_path), caption_source="release")
+  configuration.validate(config)
+  builder = mmvoxceleb_tfds.build(config, str(tmp_path))
+  # keys[0] and the corrupt clip have no txt/ file.
+  assert builder.builder_config.name.endswith("_txt") and builder.skipped["no_text"] == 2
+  examples = {ex["id"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split="train"))}
+  assert sorted(examples) == keys[1:]
+  assert [c.decode() for c in examples[keys[1]]["captions"]] == [
+      f"Release caption one of {keys[1]}.", "Release caption two."]
+  assert "Release caption two." in vox.training_captions(config.data)
+  with pytest.raises(UserError, match="has no txt/ folder"):
+    vox.scan(folder["root"], "release")
+  config.data.caption_source = "other"
+  with pytest.raises(ConfigError, match="caption_source"):
+    configuration.validate(config)

@@ -5,7 +5,9 @@ Layout of `config.data.manual_dir` (MMVID's `mm_vox_celeb`, see docs/mmvoxceleb.
 - `video/<key>/*.png`: the frames of one clip (name order, numbers compared as numbers);
 - `label/<key>.txt`: 40 comma-separated CelebA 0/1 attributes in CelebA's standard order;
 - `mask/<key>/*.png`: face-parsing masks (optional; needed by the mask modes);
-- `draw/style1/<key>/*.png`: portrait drawings (optional; needed by the drawing modes).
+- `draw/style1/<key>/*.png`: portrait drawings (optional; needed by the drawing modes);
+- `txt/<key>.txt`: the release's 20 PCFG captions, one per line (read only with
+  `data.caption_source="release"`; by default the captions are generated from the labels).
 
 Keys look like `id11248#yDqlBD8m_b8#00004.txt#000.mp4`; the pid (one interview situation)
 is the first two '#'-fields. A clip without a label (or with a malformed one), with an empty
@@ -34,6 +36,7 @@ from mmvid_jax.errors import UserError
 SPLITS = ("train", "validation", "test")
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DRAW_STYLE = "style1"
+CAPTION_SOURCES = ("generate", "release")
 LAYOUT = ("video/<key>/*.png frames, label/<key>.txt (40 comma-separated CelebA 0/1 "
           "attributes), and for the mask/drawing modes mask/<key>/*.png and "
           "draw/style1/<key>/*.png (MMVID's Multimodal VoxCeleb release)")
@@ -48,6 +51,10 @@ class Item:
   labels: tuple[int, ...]
   mask_paths: tuple[str, ...]
   draw_paths: tuple[str, ...]
+  captions: tuple[str, ...] = ()  # the release's txt/<key>.txt; empty: generated from labels
+
+  def all_captions(self) -> list[str]:
+    return list(self.captions) or captions_lib.pcfg_captions(self.labels, self.key)
 
 
 def pid_of(key: str) -> str:
@@ -83,7 +90,7 @@ def check_folder(manual_dir: str) -> None:
 
 
 def has_modality(manual_dir: str, modality: str) -> bool:
-  folder = {"mask": ("mask",), "draw": ("draw", DRAW_STYLE)}[modality]
+  folder = {"mask": ("mask",), "draw": ("draw", DRAW_STYLE), "txt": ("txt",)}[modality]
   return os.path.isdir(os.path.join(manual_dir, *folder))
 
 
@@ -100,11 +107,24 @@ class ScanCounts:
   no_label: list = dataclasses.field(default_factory=list)
   bad_label: list = dataclasses.field(default_factory=list)
   no_frames: list = dataclasses.field(default_factory=list)
+  no_text: list = dataclasses.field(default_factory=list)
 
 
-def scan(manual_dir: str) -> tuple[list[Item], ScanCounts]:
+def _release_captions(manual_dir: str, key: str) -> tuple[str, ...]:
+  try:
+    with open(os.path.join(manual_dir, "txt", key + ".txt"), encoding="utf-8") as f:
+      return tuple(line.strip() for line in f if line.strip())
+  except (OSError, UnicodeDecodeError):
+    return ()
+
+
+def scan(manual_dir: str, caption_source: str = "generate") -> tuple[list[Item], ScanCounts]:
   """Every clip with frames and a valid label (sorted by key), and what was skipped."""
   check_folder(manual_dir)
+  if caption_source == "release" and not os.path.isdir(os.path.join(manual_dir, "txt")):
+    raise UserError(f"config.data.caption_source='release' but {manual_dir!r} has no txt/ "
+                    "folder. Fix: add the release's txt/<key>.txt captions, or use "
+                    "caption_source='generate' (captions from the labels).")
   video_root = os.path.join(manual_dir, "video")
   keys = sorted(k for k in os.listdir(video_root)
                 if not k.startswith(".") and os.path.isdir(os.path.join(video_root, k)))
@@ -127,7 +147,12 @@ def scan(manual_dir: str) -> tuple[list[Item], ScanCounts]:
     except (OSError, UnicodeDecodeError, ValueError):
       counts.bad_label.append(key)
       continue
+    captions = _release_captions(manual_dir, key) if caption_source == "release" else ()
+    if caption_source == "release" and not captions:
+      counts.no_text.append(key)
+      continue
     items.append(Item(key=key, pid=pid_of(key), frame_paths=frames, labels=labels,
+                      captions=captions,
                       mask_paths=_frames_in(os.path.join(manual_dir, "mask", key)),
                       draw_paths=_frames_in(os.path.join(manual_dir, "draw", DRAW_STYLE, key))))
   return items, counts
@@ -150,9 +175,9 @@ def split_items(items: list[Item], fractions) -> dict[str, list[Item]]:
 def training_captions(data_config) -> list[str]:
   """SentencePiece corpus: PCFG captions of the train split, templates, paraphrase prompts."""
   d = data_config
-  items, _ = scan(d.manual_dir)
+  items, _ = scan(d.manual_dir, d.get("caption_source", "generate"))
   train = split_items(items, tuple(d.split_fractions))["train"]
-  pcfg = [c for item in train for c in captions_lib.pcfg_captions(item.labels, item.key)]
+  pcfg = [c for item in train for c in item.all_captions()]
   return captions_lib.corpus(pcfg)
 
 
@@ -234,7 +259,7 @@ def decode_item(item: Item, group: list[Item], size: int, max_frames: int,
   draws, bad_draws = read_controls(item.draw_paths, size, control_frames)
   pid_frames, pid_draws, bad_pool = same_pid_pool(item, group, size, pool_size)
   return {"id": item.key, "pid": item.pid, "video": np.stack(frames),
-          "captions": captions_lib.pcfg_captions(item.labels, item.key),
+          "captions": item.all_captions(),
           "labels": np.asarray(item.labels, np.int32), "mask": masks, "draw": draws,
           "pid_frames": pid_frames, "pid_draws": pid_draws,
           "bad_control_frames": bad_masks + bad_draws + bad_pool}
@@ -268,6 +293,9 @@ def log_skipped(counts: ScanCounts) -> None:
   if counts.bad_label:
     logging.warning("mmvoxceleb: skipped %d clips whose label is not 40 comma-separated 0/1 "
                     "values (%s).", len(counts.bad_label), examples(counts.bad_label))
+  if counts.no_text:
+    logging.warning("mmvoxceleb: skipped %d clips without a readable txt/<key>.txt caption "
+                    "file (%s).", len(counts.no_text), examples(counts.no_text))
   if counts.no_frames:
     logging.warning("mmvoxceleb: skipped %d clips with an empty frame folder (%s).",
                     len(counts.no_frames), examples(counts.no_frames))

@@ -67,6 +67,14 @@ def check(config, split: str = "train") -> None:
     raise UserError(f"{motion} motion_frames slots need target frame "
                     f"{MOTION_STRIDE * (motion - 1)} but clips have {d.num_frames} frames. "
                     "Fix: raise config.data.num_frames or use fewer motion slots.")
+  if d.get("caption_source", "generate") not in vox.CAPTION_SOURCES:
+    raise UserError(f"config.data.caption_source: unknown value {d.caption_source!r}. Fix: use "
+                    f"one of {', '.join(vox.CAPTION_SOURCES)}.")
+  if d.get("caption_source", "generate") == "release" and not vox.has_modality(d.manual_dir,
+                                                                                "txt"):
+    raise UserError(f"config.data.caption_source='release' but {d.manual_dir!r} has no txt/ "
+                    "folder. Fix: add the release's txt/<key>.txt captions, or use "
+                    "caption_source='generate'.")
   mode = d.get("captions", "pcfg")
   if mode not in CAPTION_MODES:
     raise UserError(f"config.data.captions: unknown value {mode!r}. Fix: use one of "

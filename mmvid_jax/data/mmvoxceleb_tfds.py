@@ -1,9 +1,11 @@
 """TFDS builder `mmvoxceleb`: the Multimodal VoxCeleb folder, decoded once for every mode.
 
-One builder config per resolution and storage, named `r{R}_t{T}_s{S}_c{C}_k{K}_p{P}_h{hash}`:
+One builder config per resolution and storage, named `r{R}_t{T}_s{S}_c{C}_k{K}_p{P}_h{hash}`
+(plus `_txt` with the release's captions, `data.caption_source="release"`):
 per clip the first C frames resized to R x R (shorter side, centre crop), the 20 PCFG
-captions, the 40 labels, K evenly spread mask frames and K drawing frames (empty when the
-folder has none), and a pool of P frames and P drawings of random clips of the same pid
+captions (generated from the labels, or the release's txt/<key>.txt), the 40 labels, K
+evenly spread mask frames and K drawing frames (empty when the folder has none), and a
+pool of P frames and P drawings of random clips of the same pid
 (MMVID draws "a random same-pid video, a random frame of it" per example; the pool holds P
 such draws made at build time, seeded per key). `h` is a hash of the split fractions.
 Clips without a usable label, with an empty frame folder, with an undecodable frame, or with
@@ -41,6 +43,7 @@ class MmVoxCelebConfig(tfds.core.BuilderConfig):
   control_frames: int = 8
   pool_size: int = 8
   split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)
+  caption_source: str = "generate"
 
   @property
   def needed_frames(self) -> int:
@@ -53,11 +56,15 @@ def builder_config(data_config) -> MmVoxCelebConfig:
   split_hash = hashlib.sha1(repr(fractions).encode()).hexdigest()[:6]
   name = (f"r{d.image_size}_t{d.num_frames}_s{d.frame_step}_c{d.clip_frames}"
           f"_k{d.control_frames}_p{d.pool_size}_h{split_hash}")
+  caption_source = str(d.get("caption_source", "generate"))
+  if caption_source == "release":
+    name += "_txt"
   return MmVoxCelebConfig(
       name=name, version="1.0.0", image_size=int(d.image_size), num_frames=int(d.num_frames),
       frame_step=int(d.frame_step), clip_frames=int(d.clip_frames),
       control_frames=int(d.control_frames), pool_size=int(d.pool_size),
-      split_fractions=fractions, description="Multimodal VoxCeleb frames, masks, drawings.")
+      split_fractions=fractions, caption_source=caption_source,
+      description="Multimodal VoxCeleb frames, masks, drawings.")
 
 
 class Mmvoxceleb(tfds.core.GeneratorBasedBuilder):
@@ -69,8 +76,8 @@ class Mmvoxceleb(tfds.core.GeneratorBasedBuilder):
 
   def __init__(self, *, manual_dir: str = "", num_workers: int = 0, **kwargs):
     self._manual_dir, self._num_workers = manual_dir, num_workers
-    self.skipped = {"no_label": 0, "bad_label": 0, "no_frames": 0, "unreadable": 0,
-                    "too_short": 0, "bad_control_frames": 0}
+    self.skipped = {"no_label": 0, "bad_label": 0, "no_frames": 0, "no_text": 0,
+                    "unreadable": 0, "too_short": 0, "bad_control_frames": 0}
     # Kept clips without mask / drawing frames: the modes that need them leave them out.
     self.without = {"mask": 0, "draw": 0}
     super().__init__(**kwargs)
@@ -105,9 +112,9 @@ class Mmvoxceleb(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     manual_dir = self._manual_dir or str(dl_manager.manual_dir)
     c = self.builder_config
-    items, counts = vox.scan(manual_dir)
+    items, counts = vox.scan(manual_dir, c.caption_source)
     vox.log_skipped(counts)
-    for kind in ("no_label", "bad_label", "no_frames"):
+    for kind in ("no_label", "bad_label", "no_frames", "no_text"):
       self.skipped[kind] = len(getattr(counts, kind))
     by_split = vox.split_items(items, c.split_fractions)
     generators = {}
