@@ -147,6 +147,9 @@ def _transformer(tiny: bool, transfer: bool) -> ml_collections.ConfigDict:
   tr.dropout = 0.0
   tr.scan_layers = not tiny
   tr.remat = False  # 512 video + 16 text (+ 128 control) tokens: activations fit.
+  # Training compute precision: "float32" or "bfloat16" (bf16 matmuls and activations; params,
+  # LayerNorm, softmax and losses stay fp32). See docs/performance.md.
+  tr.compute_dtype = "float32"
   # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
   tr.objective = "mmvid"
   tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"
@@ -225,4 +228,13 @@ def _mesh() -> ml_collections.ConfigDict:
   m.data = -1
   m.fsdp = 1
   m.model = 1
+  # Logical axis name -> mesh axes (None = replicated), first match wins; a mesh axis is used
+  # once per array. Same as mmvid_jax.infra.mesh.DEFAULT_LOGICAL_RULES; see docs/performance.md.
+  m.logical_axis_rules = (
+      ("batch", ("data", "fsdp")),
+      ("embed", "fsdp"),
+      ("mlp", "model"),
+      ("heads", "model"),
+      ("vocab", "model"),
+  )
   return m

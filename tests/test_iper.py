@@ -226,6 +226,19 @@ def test_config_variants_and_long_video_length():
     iper_config.get_config("huge")
 
 
+def test_config_sections_match_shapes():
+  from configs import iper as iper_config
+  from configs import shapes as shapes_config
+  from mmvid_jax import configuration
+  shapes_cfg = shapes_config.get_config()
+  for variant in iper_config.VARIANTS:
+    config = iper_config.get_config(variant)
+    configuration.validate(config)
+    for section in ("tokenizer", "transformer", "sample", "evaluate", "mesh"):
+      missing = set(shapes_cfg[section].keys()) - set(config[section].keys())
+      assert not missing, (variant, section, missing)
+
+
 @pytest.mark.slow
 def test_tiny_config_trains_tokenizer_and_transformer(tmp_path):
   """configs/iper.py:tiny: data build, 2 tokenizer + 2 transformer steps."""

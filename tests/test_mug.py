@@ -202,6 +202,19 @@ def test_input_checks(built, tmp_path):
     mug_config.get_config("huge")
 
 
+def test_config_sections_match_shapes():
+  from configs import mug as mug_config
+  from configs import shapes as shapes_config
+  from mmvid_jax import configuration
+  shapes_cfg = shapes_config.get_config()
+  for variant in mug_config.VARIANTS:
+    config = mug_config.get_config(variant)
+    configuration.validate(config)
+    for section in ("tokenizer", "transformer", "sample", "evaluate", "mesh"):
+      missing = set(shapes_cfg[section].keys()) - set(config[section].keys())
+      assert not missing, (variant, section, missing)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["tiny", "transfer_tiny"])
 def test_tiny_configs_train_tokenizer_and_transformer(tmp_path, variant):
