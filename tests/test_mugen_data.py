@@ -99,7 +99,8 @@ def test_caption_choice_per_text_source():
 
 def test_frame_sampling():
   rng = np.random.default_rng(0)
-  np.testing.assert_array_equal(mugen_data.frame_indices(96, 32, 3, False, rng), np.arange(0, 96, 3))
+  np.testing.assert_array_equal(mugen_data.frame_indices(96, 32, 3, False, rng),
+                                np.arange(0, 96, 3))
   starts = {int(mugen_data.frame_indices(12, 4, 3, True, rng)[0]) for _ in range(200)}
   assert starts == {0, 1, 2}  # 12 frames, span 9: the last frame stays <= 11.
   with pytest.raises(UserError, match="too short"):
@@ -135,7 +136,8 @@ def test_render_command_writes_each_output_type(tree, tmp_path, extension):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--game_json={game}", "--asset_dir={assets}", "--out={tmp}/a.txt"], "unknown extension '.txt'"),
+    (["--game_json={game}", "--asset_dir={assets}", "--out={tmp}/a.txt"],
+     "unknown extension '.txt'"),
     (["--game_json={tmp}/missing.json", "--asset_dir={assets}", "--out={tmp}/a.npy"],
      "missing.json' does not exist"),
     (["--game_json={game}", "--asset_dir={tmp}", "--out={tmp}/a.npy"],

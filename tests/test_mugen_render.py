@@ -213,7 +213,8 @@ def test_missing_move_sprite_falls_back_to_the_base(tmp_path, asset_dir):
 @pytest.mark.parametrize("edit, field", [
     (lambda d: d["frames"][3]["agent"].pop("x"), "frames[3].agent.x"),
     (lambda d: d.__setitem__("maze", d["maze"][:5]), "maze"),
-    (lambda d: d["frames"][1]["monsters"][0].__setitem__("theme", 99), "frames[1].monsters[0].theme"),
+    (lambda d: d["frames"][1]["monsters"][0].__setitem__("theme", 99),
+     "frames[1].monsters[0].theme"),
     (lambda d: d.__setitem__("zoom", 7.0), "zoom"),
     (lambda d: d["frames"][0].__setitem__("coins_eaten", [[1]]), "frames[0].coins_eaten[0]"),
 ])
