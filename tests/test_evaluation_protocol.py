@@ -181,6 +181,29 @@ def test_incompatible_frame_counts_are_user_errors(workdir):
     protocol.prepare(config, workdir)
 
 
+@pytest.fixture(scope="module")
+def artv_workdir(workdir, tmp_path_factory):
+  """An exported ART-V transformer trained (here: initialised) on the same data and tokenizer."""
+  ar_workdir = str(tmp_path_factory.mktemp("protocol_artv"))
+  config = protocol_config()
+  config.transformer.objective = "artv"
+  stage_fixtures._export_initial_transformer(  # pylint: disable=protected-access
+      config, workdir, export_to=ar_workdir)
+  return ar_workdir
+
+
+def test_an_artv_run_adds_its_row(workdir, artv_workdir):
+  config = protocol_config()
+  config.evaluate.ar_workdir = artv_workdir
+  prepared = protocol.prepare(config, workdir)
+  assert [m.name for m in prepared.methods] == ["mmvid", "artv"]
+  assert prepared.model_for(prepared.methods[1]).is_causal
+  assert not prepared.model_for(prepared.methods[0]).is_causal
+  config.evaluate.ar_workdir = workdir  # an MMVID run is no ART-V baseline
+  with pytest.raises(UserError, match="not ART-V"):
+    protocol.prepare(config, workdir)
+
+
 def test_command_errors_are_one_line(workdir, tmp_path, capsys):
   assert protocol.main([f"--workdir={tmp_path / 'nothing'}"]) == 2
   assert "does not exist" in capsys.readouterr().err
@@ -290,3 +313,16 @@ def test_protocol_command_writes_the_table(workdir):
   before = os.path.getmtime(os.path.join(out, protocol_report.JSON_FILE))
   assert pipeline.run(config, workdir) == ["evaluate"]
   assert os.path.getmtime(os.path.join(out, protocol_report.JSON_FILE)) == before
+
+
+@pytest.mark.slow
+def test_artv_row_under_the_protocol(workdir, artv_workdir, tmp_path):
+  assert protocol.main([f"--workdir={workdir}", f"--eval_num={spec.MIN_CLIPS}",
+                        "--decoders=artv", f"--ar_workdir={artv_workdir}",
+                        f"--out={tmp_path}"]) == 0
+  record = protocol_report.read(str(tmp_path))
+  assert list(record["methods"]) == ["artv"]
+  artv = record["methods"]["artv"]
+  assert artv["decode_options"]["decoder"] == "ar" and artv["fvd"] > 1.0
+  with open(os.path.join(str(tmp_path), protocol_report.MARKDOWN_FILE)) as f:
+    assert sum(line.startswith("| ART-V") for line in f) == 1
