@@ -10,6 +10,11 @@ The protocol follows the official FVD code (and MMVID's `frechet_video_distance/
 - FVD is the Fréchet distance between Gaussian fits of the two feature sets, in float64,
   with unbiased covariances, computed as tfgan does: tr sqrt(S1 S2) = tr sqrt(S1^½ S2 S1^½),
   whose argument is symmetric PSD, so the root stays real even for singular covariances.
+
+`I3DFeatures` takes uint8 videos, or (`from_float`) unrounded float frames in [0, 255] as
+MMVID's protocol feeds its decoder output; `input_size` first resizes frames to the size the
+protocol hands to I3D (128 px, `evaluation/protocol.py`). Batches have a fixed size, the last
+one zero-padded and its pad's features dropped.
 """
 
 import functools
