@@ -212,6 +212,7 @@ def test_command_errors_are_one_line(workdir, tmp_path, capsys):
   assert protocol.main([f"--workdir={untrained}"]) == 2
   assert "no trained tokenizer" in capsys.readouterr().err
   for flag, message in (("--eval_num=0", "positive"), ("--decoders=artv", "ART-V model"),
+                        ("--split=dev", "unknown split"),
                         ("--ar_workdir=" + str(tmp_path / "none"), "does not exist")):
     assert protocol.main([f"--workdir={workdir}", flag]) == 2
     err = capsys.readouterr().err

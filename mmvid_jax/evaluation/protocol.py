@@ -48,8 +48,13 @@ class Request:
   ar_workdir: str
 
 
+SPLITS = ("train", "validation", "test")
+
+
 def request_from_config(config) -> Request:
   ev = config.evaluate
+  if str(ev.get("split", "test")) not in SPLITS:
+    raise UserError(f"unknown split {ev.split!r}. Fix: use one of {', '.join(SPLITS)}.")
   return Request(eval_num=spec.check_eval_num(ev.get("eval_num", spec.DEFAULT_EVAL_NUM)),
                  decoders=spec.split_names(ev.get("protocol_decoders", ())),
                  split=str(ev.get("split", "test")),
