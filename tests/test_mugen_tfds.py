@@ -88,7 +88,7 @@ def _assert_same_examples(a, b):
 
 
 def test_beam_build_gives_the_local_builds_examples(tree, built, tmp_path):
-  pytest.importorskip("apache_beam")
+  # apache-beam is in requirements.txt: this runs (never skips) in the default selection.
   local_config, local = built
   config = _config(tree, str(tmp_path), beam_pipeline_options=(
       "runner=DirectRunner,direct_num_workers=1,direct_running_mode=in_memory"))
@@ -100,11 +100,11 @@ def test_beam_build_gives_the_local_builds_examples(tree, built, tmp_path):
 def test_beam_options_mistakes_are_clear_errors(tree, tmp_path, monkeypatch):
   from mmvid_jax.data import mugen_beam
   assert mugen_beam.pipeline_options("  ") is None
-  if mugen_beam.apache_beam_available():
-    with pytest.raises(UserError, match="bad item '--runner=DirectRunner'.*without '--'"):
-      mugen_beam.pipeline_options("--runner=DirectRunner")
-    with pytest.raises(UserError, match="Beam knows no option 'direct_num_wrokers'"):
-      mugen_beam.pipeline_options("runner=DirectRunner,direct_num_wrokers=2")
+  assert mugen_beam.apache_beam_available()  # Installed by requirements.txt.
+  with pytest.raises(UserError, match="bad item '--runner=DirectRunner'.*without '--'"):
+    mugen_beam.pipeline_options("--runner=DirectRunner")
+  with pytest.raises(UserError, match="Beam knows no option 'direct_num_wrokers'"):
+    mugen_beam.pipeline_options("runner=DirectRunner,direct_num_wrokers=2")
   monkeypatch.setitem(__import__("sys").modules, "apache_beam", None)  # As if not installed.
   config = _config(tree, str(tmp_path), beam_pipeline_options="runner=DirectRunner")
   with pytest.raises(UserError, match="apache-beam is not installed.*beam_pipeline_options=''"):
@@ -126,7 +126,6 @@ def test_standard_config_names_and_build_command_errors(tree, monkeypatch, capsy
 @pytest.mark.slow
 def test_tfds_build_command_on_beam_multiprocessing(tree, built, tmp_path, monkeypatch):
   """`python -m mmvid_jax.data.mugen build` (TFDS's build) on 2 DirectRunner processes."""
-  pytest.importorskip("apache_beam")
   _, local = built
   monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   monkeypatch.setenv(mugen_tfds.ENV_ASSET_DIR, "")  # Restored after the command sets it.
