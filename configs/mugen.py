@@ -69,7 +69,7 @@ def _data(tiny: bool) -> ml_collections.ConfigDict:
   # Caption: "auto" (templated), "manual" (human-written), "both" (MUGEN's rules).
   data.text_source = "manual"
   data.build_workers = 0  # Render processes for the TFDS build; 0 = one per core.
-  # Build on Apache Beam instead (optional apache-beam; docs/mugen.md), e.g.
+  # Build on Apache Beam instead (apache-beam is installed by make install; docs/mugen.md), e.g.
   # "runner=DirectRunner,direct_num_workers=8,direct_running_mode=multi_processing"; empty: off.
   data.beam_pipeline_options = ""
   data.render_workers = 0  # Render processes for source="render"; 0 = one per core.

@@ -7,15 +7,14 @@ clips over local cores; the same pipeline runs unchanged on Dataflow, Spark or F
 workers only need this package, the pinned requirements and read access to the game-state
 files and the sprite tree (docs/mugen.md).
 
-Apache Beam is optional: `apache-beam==2.77.0` requires `pillow<13` while the project pins
-pillow 13, so it is not in requirements.txt; without it, asking for Beam is a UserError.
+`apache-beam==2.77.0` is pinned in requirements.txt (installed by `make install`); an
+environment without it gets a UserError when Beam is asked for, before any work.
 Examples (keys included) are the local build's, so both builds store the same dataset.
 """
 
 from mmvid_jax.errors import UserError
 
-INSTALL_HINT = ("pip install apache-beam==2.77.0 (then pip install pillow==13.0.0 again: beam "
-                "declares pillow<13 but runs with it; docs/mugen.md)")
+INSTALL_HINT = "make install (apache-beam==2.77.0 is pinned in requirements.txt)"
 
 
 def apache_beam_available() -> bool:
