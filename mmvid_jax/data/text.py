@@ -20,6 +20,8 @@ from mmvid_jax.errors import UserError
 
 TEXT_DIR = "text"
 TOKENIZER_NAMES = ("sentencepiece", "bert")
+# Datasets with a caption corpus to train SentencePiece on (`training_captions`).
+CORPUS_DATASETS = ("shapes", "mugen", "video_text", "mmvoxceleb", "iper", "mug")
 
 
 class _Base(abc.ABC):
@@ -147,8 +149,14 @@ def training_captions(config) -> list[str]:
   if config.data.name == "mmvoxceleb":
     from mmvid_jax.data import mmvoxceleb_data
     return mmvoxceleb_data.training_captions(config.data)
+  if config.data.name == "iper":
+    from mmvid_jax.data import iper_data
+    return iper_data.training_captions(config.data)
+  if config.data.name == "mug":
+    from mmvid_jax.data import mug_data
+    return mug_data.training_captions(config.data)
   raise UserError(f"config.data.name: no caption corpus for dataset {config.data.name!r}. "
-                  "Fix: use config.data.name='shapes', 'mugen' or 'video_text', or "
+                  f"Fix: use config.data.name={' or '.join(map(repr, CORPUS_DATASETS))}, or "
                   "config.data.text_tokenizer='bert'.")
 
 
