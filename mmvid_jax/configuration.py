@@ -101,11 +101,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                         f"use a multiple of {factor} (e.g. {max(factor, data.image_size // factor * factor)})")
     _check_tokenizer(config)
 
-  for section in ("tokenizer", "transformer"):
-    if section in config and config[section].batch_size % num_devices:
-      raise ConfigError(f"{section}.batch_size",
-                        f"{config[section].batch_size} is not divisible by the {num_devices} devices",
-                        f"use a multiple of {num_devices}")
+  _check_batch_split(config, num_devices)
 
   if data.get("name") == "mugen":
     _check_mugen_paths(data)
@@ -113,6 +109,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     _check_video_text(data)
   if data.get("name") == "mmvoxceleb":
     _check_mmvoxceleb(data)
+  if data.get("name") in ("iper", "mug"):
+    _check_frame_folder_dataset(config)
   for key in ("manual_dir", "asset_dir"):
     path = data.get(key)
     if path and not os.path.isdir(path):
@@ -124,6 +122,30 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   if "evaluate" in config:
     _check_evaluate(config)
 
+
+
+def _check_batch_split(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Training batches are split evenly over the mesh's data x fsdp devices."""
+  from mmvid_jax.infra import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  mesh = config.get("mesh", {})
+  try:
+    data, fsdp, _ = mesh_lib.mesh_shape(mesh, num_devices)
+    shards = data * fsdp
+  except ConfigError:  # A mesh that does not fit the devices is named by make_mesh.
+    shards = num_devices
+  for section in ("tokenizer", "transformer"):
+    batch = int(config[section].batch_size) if section in config else shards
+    if batch % shards:
+      fix = (f"pass --config.{section}.batch_size={-(-batch // shards) * shards} "
+             f"(a multiple of {shards})")
+      # With mesh.data = -1, a model axis of size m leaves num_devices / m for the batch.
+      model = next((m for m in range(2, num_devices + 1)
+                    if num_devices % m == 0 and batch % (num_devices // m) == 0), None)
+      if model and mesh.get("data", -1) == -1 and mesh.get("fsdp", 1) == 1:
+        fix += (f", or keep {batch} on a mesh whose data x fsdp divides it: "
+                f"--config.mesh.model={model} (data = {num_devices // model})")
+      raise ConfigError(f"{section}.batch_size", f"{batch} is not divisible by the {shards} "
+                        "devices that split the batch (mesh data x fsdp)", fix)
 
 
 def _check_tokenizer(config: ml_collections.ConfigDict) -> None:
@@ -231,6 +253,30 @@ def _check_mmvoxceleb(data: ml_collections.ConfigDict) -> None:
   if not 0.0 <= data.null_caption_prob <= 1.0:
     raise ConfigError("data.null_caption_prob", f"{data.null_caption_prob} is not a probability",
                       "use a value in [0, 1]")
+
+
+def _check_frame_folder_dataset(config: ml_collections.ConfigDict) -> None:
+  """iPER and MUG are never downloaded: the user's copy (`data.manual_dir`) is required."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  data = config.data
+  reader = importlib.import_module(f"mmvid_jax.data.{data.name}_data")  # Light: no TensorFlow.
+  title = {"iper": "iPER", "mug": "MUG"}[data.name]
+  if not data.get("manual_dir"):
+    raise ConfigError("data.manual_dir", f"is not set; {title} is not downloaded at run time",
+                      f"pass --config.data.manual_dir=<a folder of {reader.LAYOUT}>")
+  if not os.path.isdir(data.manual_dir):
+    raise ConfigError("data.manual_dir", f"directory {data.manual_dir!r} does not exist",
+                      f"point it at your copy of {title}: a folder of {reader.LAYOUT}")
+  if not [e for e in os.listdir(data.manual_dir) if not e.startswith(".")]:
+    raise ConfigError("data.manual_dir", f"folder {data.manual_dir!r} is empty",
+                      f"fill it with {reader.LAYOUT}")
+  from mmvid_jax.data import text  # pylint: disable=g-import-not-at-top
+  _one_of("data", "text_tokenizer", data.text_tokenizer, text.TOKENIZER_NAMES)
+  if not 0.0 <= data.get("null_caption_prob", 0.0) <= 1.0:
+    raise ConfigError("data.null_caption_prob", f"{data.null_caption_prob} is not a probability",
+                      "use a value in [0, 1]")
+  # The dataset's own settings (source, speeds, split fractions, control sources).
+  importlib.import_module(f"mmvid_jax.data.{data.name}_input").check(config)
 
 
 def _check_transformer(config: ml_collections.ConfigDict) -> None:
