@@ -218,7 +218,8 @@ def test_config_variants_and_long_video_length():
   assert tr.batch_size == 24
   # MMVID's long iPER videos: 100 clips keeping 7 of 8 frames -> 107 frames.
   assert long_video.extended_length(d.num_frames, 7, 100) == 107
-  configuration.validate(config)
+  with pytest.raises(UserError, match=r"config.data.manual_dir: is not set.*<person>_<outfit>"):
+    configuration.validate(config)
   from mmvid_jax.data import stage as data_stage
   with pytest.raises(UserError, match="manual_dir is not set.*Fix: pass --config.data.manual_dir"):
     data_stage.is_complete(config, "unused")
@@ -226,13 +227,14 @@ def test_config_variants_and_long_video_length():
     iper_config.get_config("huge")
 
 
-def test_config_sections_match_shapes():
+def test_config_sections_match_shapes(tree):
   from configs import iper as iper_config
   from configs import shapes as shapes_config
   from mmvid_jax import configuration
   shapes_cfg = shapes_config.get_config()
   for variant in iper_config.VARIANTS:
     config = iper_config.get_config(variant)
+    config.data.manual_dir = tree["root"]  # validate() requires the user's copy
     configuration.validate(config)
     for section in ("tokenizer", "transformer", "sample", "evaluate", "mesh"):
       missing = set(shapes_cfg[section].keys()) - set(config[section].keys())

@@ -195,20 +195,24 @@ def test_input_checks(built, tmp_path):
   from mmvid_jax.data import stage as data_stage
   default = mug_config.get_config()
   assert (default.data.image_size, default.tokenizer.disc_weight) == (128, 0.4)
-  configuration.validate(default)
+  with pytest.raises(UserError, match=r"config.data.manual_dir: is not set.*<subject>/<expr"):
+    configuration.validate(default)
   with pytest.raises(UserError, match="manual_dir is not set.*Fix: pass --config.data.manual_dir"):
     data_stage.is_complete(default, "unused")
+  default.data.manual_dir = config.data.manual_dir
+  configuration.validate(default)
   with pytest.raises(ValueError, match="unknown variant"):
     mug_config.get_config("huge")
 
 
-def test_config_sections_match_shapes():
+def test_config_sections_match_shapes(tree):
   from configs import mug as mug_config
   from configs import shapes as shapes_config
   from mmvid_jax import configuration
   shapes_cfg = shapes_config.get_config()
   for variant in mug_config.VARIANTS:
     config = mug_config.get_config(variant)
+    config.data.manual_dir = tree["root"]  # validate() requires the user's copy
     configuration.validate(config)
     for section in ("tokenizer", "transformer", "sample", "evaluate", "mesh"):
       missing = set(shapes_cfg[section].keys()) - set(config[section].keys())
