@@ -162,3 +162,19 @@ def test_sigterm_resume_repeats_the_next_loss_and_the_stage_completes(tmp_path):
   assert codes.shape == (1, 2, 16, 16)
   with pytest.raises(UserError, match="has 32 codes but 512 are expected"):
     api.load_tokenizer(workdir, expected_codebook_size=512)
+
+
+@pytest.mark.parametrize("num_steps", [1, 3, 20])
+def test_a_run_shorter_than_its_warmup_gets_a_valid_schedule(num_steps):
+  tok = get_config("default").tokenizer
+  tok.num_steps, tok.warmup_steps = num_steps, 20
+  optimizer = ts.build_optimizer(tok, 1e-3)
+  params = {"w": jnp.ones((2,))}
+  state = optimizer.init(params)
+  steps = []
+  for _ in range(max(num_steps, 2)):
+    updates, state = optimizer.update({"w": jnp.ones((2,))}, state, params)
+    steps.append(float(-updates["w"][0]))
+  assert all(np.isfinite(steps))
+  # Warm-up starts at lr 0 and the schedule still reaches a positive rate within the run.
+  assert steps[0] == 0.0 and max(steps) > 0.0

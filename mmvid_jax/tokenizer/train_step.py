@@ -47,9 +47,11 @@ def build_discriminator(tok: ml_collections.ConfigDict) -> NLayerDiscriminator:
 
 def build_optimizer(tok: ml_collections.ConfigDict, learning_rate: float) -> optax.GradientTransformation:
   """Adam(β1, β2) with linear warm-up then cosine decay to 10%, optional global-norm clipping."""
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0, learning_rate, max(int(tok.warmup_steps), 1), max(int(tok.num_steps), 2),
-      end_value=0.1 * learning_rate)
+  total = max(int(tok.num_steps), 2)
+  # A run shorter than its warm-up (e.g. a quick num_steps override) warms up until its last step.
+  warmup = min(max(int(tok.warmup_steps), 1), total - 1)
+  schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total,
+                                                end_value=0.1 * learning_rate)
   adam = optax.adam(schedule, b1=float(tok.get("adam_b1", 0.5)), b2=float(tok.get("adam_b2", 0.9)))
   clip = float(tok.get("grad_clip_norm", 0.0))
   return optax.chain(optax.clip_by_global_norm(clip), adam) if clip > 0 else adam
