@@ -74,7 +74,7 @@ def _data(tiny: bool) -> ml_collections.ConfigDict:
   data.build_workers = 0  # Decoding threads for the build; 0 = one per core.
   # Text.
   data.text_seq_len = 20
-  data.text_tokenizer = "bert"  # the packaged WordPiece (iPER has no SentencePiece corpus hook)
+  data.text_tokenizer = "bert"  # the packaged WordPiece; or "sentencepiece" (trained on the captions)
   data.sentencepiece_vocab_size = 128 if tiny else 1024
   data.drop_sentence = True  # MMVID --drop_sentence: iPER captions rebuilt from their fields.
   data.null_caption_prob = 0.0  # MMVID's iPER loader never blanks the caption.
@@ -155,6 +155,7 @@ def _transformer(tiny: bool) -> ml_collections.ConfigDict:
   # Training compute precision: "float32" or "bfloat16" (bf16 matmuls and activations; params,
   # LayerNorm, softmax and losses stay fp32). See docs/performance.md.
   tr.compute_dtype = "float32"
+  tr.attention = "auto"  # or "xla" / "cudnn" (see docs/performance.md)
   # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
   tr.objective = "mmvid"
   tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"

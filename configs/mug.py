@@ -69,7 +69,7 @@ def _data(tiny: bool) -> ml_collections.ConfigDict:
   data.build_workers = 0  # Decoding threads for the build; 0 = one per core.
   # Text.
   data.text_seq_len = 16
-  data.text_tokenizer = "bert"  # the packaged WordPiece (MUG has no SentencePiece corpus hook)
+  data.text_tokenizer = "bert"  # the packaged WordPiece; or "sentencepiece" (trained on the captions)
   data.sentencepiece_vocab_size = 128 if tiny else 1024
   data.drop_sentence = False  # captions are single sentences
   data.null_caption_prob = 0.1
@@ -150,6 +150,7 @@ def _transformer(tiny: bool, transfer: bool) -> ml_collections.ConfigDict:
   # Training compute precision: "float32" or "bfloat16" (bf16 matmuls and activations; params,
   # LayerNorm, softmax and losses stay fp32). See docs/performance.md.
   tr.compute_dtype = "float32"
+  tr.attention = "auto"  # or "xla" / "cudnn" (see docs/performance.md)
   # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
   tr.objective = "mmvid"
   tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"
