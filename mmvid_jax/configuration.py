@@ -293,6 +293,7 @@ def _check_transformer(config: ml_collections.ConfigDict) -> None:
   _one_of("transformer", "mask_ratio_schedule", tr.mask_ratio_schedule, ("mmvid", "cosine"))
   _one_of("transformer", "lr_schedule", tr.lr_schedule, ("log_warmup", "cosine", "constant"))
   _one_of("transformer", "negatives", tr.get("negatives", "all"), ("all", "split"))
+  _one_of("transformer", "attention", tr.get("attention", "auto"), ("auto", "xla", "cudnn"))
   if tr.text_encoder != "learned" and config.data.text_tokenizer != "bert":
     raise ConfigError("transformer.text_encoder", f"{tr.text_encoder!r} reads BERT WordPiece ids "
                       f"but data.text_tokenizer is {config.data.text_tokenizer!r}",
