@@ -183,6 +183,7 @@ def _transformer(mode: str, tiny: bool) -> ml_collections.ConfigDict:
   tr.remat = False  # at most 512 video + 256 control + 50 text tokens: fits without it
   # Training compute precision: "float32" or "bfloat16" (see docs/performance.md).
   tr.compute_dtype = "float32"
+  tr.attention = "auto"  # or "xla" / "cudnn" (see docs/performance.md)
   # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
   tr.objective = "mmvid"
   # text_aug: MMVID's frozen RoBERTa sentence encoder becomes the packaged MiniLM (pooled).

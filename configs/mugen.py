@@ -156,6 +156,7 @@ def _transformer(tiny: bool) -> ml_collections.ConfigDict:
   # Training compute precision: "float32" or "bfloat16" (bf16 matmuls and activations; params,
   # LayerNorm, softmax and losses stay fp32). See docs/performance.md.
   tr.compute_dtype = "float32"
+  tr.attention = "auto"  # or "xla" / "cudnn" (see docs/performance.md)
   # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
   tr.objective = "mmvid"
   tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"

@@ -140,6 +140,9 @@ def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> m
   # Training compute precision: "float32" or "bfloat16" (bf16 matmuls and activations; params,
   # LayerNorm, softmax and losses stay fp32). See docs/performance.md.
   tr.compute_dtype = "float32"
+  # Attention kernel: "auto" (cuDNN fused attention on a CUDA GPU with bf16/fp16 compute, the
+  # einsum path otherwise), "xla" (always einsum) or "cudnn". See docs/performance.md.
+  tr.attention = "auto"
   # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
   tr.objective = "mmvid"
   tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"

@@ -141,6 +141,7 @@ def _transformer(tiny: bool) -> ml_collections.ConfigDict:
   tr.dropout = 0.0
   tr.scan_layers = not tiny
   tr.remat = False  # 512 video + 64 text tokens: activations fit without recomputation.
+  tr.attention = "auto"  # or "xla" / "cudnn" (see docs/performance.md)
   # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
   tr.objective = "mmvid"
   tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"

@@ -6,6 +6,12 @@ logical axis names (embed, heads, kv, mlp, vocab, layers) so the mesh rules can 
 
 Attention takes a boolean `allowed[q, k]` (broadcast over batch and heads). With a KV cache the
 block writes its new keys/values at `cache_index` and attends over the whole cache.
+
+`attention` picks how scores, mask and softmax are computed (`config.transformer.attention`):
+"xla" is the einsum path (fp32 scores materialised, every backend); "cudnn" is one
+`jax.nn.dot_product_attention` call (cuDNN flash attention: no S x S buffers); "auto" takes cuDNN
+on a CUDA GPU when the call allows it (bf16/fp16, supported head dim, >= 64 query rows) and the
+einsum path otherwise. See `attention_path` for the per-call rule and its fallbacks.
 """
 
 from typing import Any
@@ -14,10 +20,18 @@ from flax import linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmvid_jax.errors import ConfigError
+
 Array = jax.Array
 KVCache = tuple[Array, Array]  # keys, values: (B, S_max, heads, head_dim)
 
 NEG_INF = -1e9  # large negative, never -inf: a fully masked row could otherwise give NaN
+
+ATTENTION_CHOICES = ("auto", "xla", "cudnn")
+FUSED_LENGTH_MULTIPLE = 64  # cuDNN flash attention wants sequence lengths padded to this
+# "auto" keeps shorter queries (a KV-cache decode step, the 2 pruned rows of the negative passes)
+# on the einsum path: their score tensors are small, and padding them to 64 rows costs more.
+FUSED_MIN_QUERY_ROWS = 64
 
 
 def quick_gelu(x: Array) -> Array:
@@ -37,10 +51,86 @@ def layer_norm(name: str) -> nn.LayerNorm:
                       bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
 
 
+def einsum_attention(query: Array, key: Array, value: Array, allowed: Array,
+                     dtype: Any) -> Array:
+  """softmax(q k^T / sqrt(d) masked by `allowed`) v with fp32 scores; (B, Q, H, D) out."""
+  head_dim = query.shape[-1]
+  scores = jnp.einsum("bqhd,bkhd->bhqk", query * (head_dim ** -0.5), key,
+                      preferred_element_type=jnp.float32)
+  scores = jnp.where(allowed, scores, NEG_INF)
+  weights = jax.nn.softmax(scores, axis=-1).astype(dtype)
+  return jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+
+
+def _fused_attention(query: Array, key: Array, value: Array, allowed: Array, *,
+                     implementation: str = "cudnn") -> Array:
+  """The same attention as one `jax.nn.dot_product_attention` call; (B, Q, H, D) out.
+
+  Sequence lengths are padded to a multiple of 64 (cuDNN's requirement). The mask is `allowed`
+  made 4-D, (B or 1, H or 1, Q, K), as the einsum path broadcasts it; padded keys are never
+  attended and padded query rows see the real keys (no empty rows), then are sliced off.
+  `implementation="xla"` runs the same padding and masking with XLA's kernel (CPU tests).
+  """
+  q_len, kv_len = query.shape[1], key.shape[1]
+  q_pad, kv_pad = -q_len % FUSED_LENGTH_MULTIPLE, -kv_len % FUSED_LENGTH_MULTIPLE
+  mask = jnp.asarray(allowed, bool)
+  mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+  mask = jnp.broadcast_to(mask, mask.shape[:2] + (q_len, kv_len))
+  mask = jnp.pad(mask, ((0, 0), (0, 0), (0, q_pad), (0, 0)), constant_values=True)
+  mask = jnp.pad(mask, ((0, 0), (0, 0), (0, 0), (0, kv_pad)), constant_values=False)
+  pad = lambda x, n: jnp.pad(x.astype(query.dtype), ((0, 0), (0, n), (0, 0), (0, 0)))
+  out = jax.nn.dot_product_attention(pad(query, q_pad), pad(key, kv_pad), pad(value, kv_pad),
+                                     mask=mask, implementation=implementation)
+  return out[:, :q_len]
+
+
+def _cuda_gpu() -> bool:
+  """Whether the default backend is a CUDA GPU (cuDNN exists only there)."""
+  device = jax.devices()[0]
+  return device.platform == "gpu" and "cuda" in device.client.platform_version.lower()
+
+
+def _cudnn_supports(dtype: Any, head_dim: int) -> bool:
+  """cuDNN flash attention's limits: bf16/fp16 inputs, head dim a multiple of 8 and <= 128
+  (<= 256 from Hopper, compute capability 9.0, on)."""
+  if jnp.dtype(dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+    return False
+  capability = getattr(jax.devices()[0], "compute_capability", "0.0")
+  hopper = tuple(int(v) for v in str(capability).split(".")[:2]) >= (9, 0)
+  return head_dim % 8 == 0 and head_dim <= (256 if hopper else 128)
+
+
+def attention_path(attention: str, dtype: Any, head_dim: int, query_rows: int) -> str:
+  """Which path one attention call takes: "xla" (einsum) or "cudnn" (fused).
+
+  "xla" always takes the einsum path. "cudnn" needs a CUDA GPU (else a ConfigError) and takes
+  the fused kernel for every call it supports, short queries and KV-cache steps included; a call
+  it does not support (fp32 compute, e.g. sampling with `sample.dtype="float32"`, or an odd
+  head dim) falls back to the einsum path. "auto" takes the fused kernel on a CUDA GPU for
+  supported calls with >= FUSED_MIN_QUERY_ROWS query rows, the einsum path otherwise (CPU, TPU,
+  fp32, decode steps).
+  """
+  if attention not in ATTENTION_CHOICES:
+    raise ConfigError("transformer.attention", f"unknown attention {attention!r}",
+                      f"use one of {', '.join(ATTENTION_CHOICES)}")
+  if attention == "xla":
+    return "xla"
+  on_gpu = _cuda_gpu()
+  if attention == "cudnn" and not on_gpu:
+    raise ConfigError("transformer.attention", "'cudnn' needs a CUDA GPU but this run is on "
+                      f"{jax.default_backend()}", "set --config.transformer.attention=auto")
+  if not (on_gpu and _cudnn_supports(dtype, head_dim)):
+    return "xla"
+  if attention == "auto" and query_rows < FUSED_MIN_QUERY_ROWS:
+    return "xla"
+  return "cudnn"
+
+
 class Attention(nn.Module):
   """Multi-head attention; queries may be a subset of rows (`x_q`) of the key/value sequence."""
   num_heads: int
   dtype: Any = jnp.float32
+  attention: str = "auto"  # "auto" | "xla" | "cudnn", see attention_path
 
   @nn.compact
   def __call__(self, x_q: Array, x_kv: Array, allowed: Array,
@@ -61,11 +151,10 @@ class Attention(nn.Module):
       start = (0, cache_index, 0, 0)
       key = jax.lax.dynamic_update_slice(cache[0], key.astype(cache[0].dtype), start)
       value = jax.lax.dynamic_update_slice(cache[1], value.astype(cache[1].dtype), start)
-    scores = jnp.einsum("bqhd,bkhd->bhqk", query * (head_dim ** -0.5), key,
-                        preferred_element_type=jnp.float32)
-    scores = jnp.where(allowed, scores, NEG_INF)
-    weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+    if attention_path(self.attention, query.dtype, head_dim, query.shape[1]) == "cudnn":
+      out = _fused_attention(query, key, value, allowed)
+    else:
+      out = einsum_attention(query, key, value, allowed, self.dtype)
     out = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="out",
                           kernel_init=kernel(("heads", "kv", "embed")),
                           bias_init=bias(("embed",)))(out)
@@ -98,6 +187,7 @@ class Block(nn.Module):
   activation: str = "quick_gelu"
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  attention: str = "auto"
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache: KVCache | None = None,
@@ -109,7 +199,7 @@ class Block(nn.Module):
       x, normed_q, allowed = x[:, rows], normed[:, rows], allowed[..., rows, :]
     else:
       normed_q = normed
-    attended, kv = Attention(self.num_heads, self.dtype, name="attention")(
+    attended, kv = Attention(self.num_heads, self.dtype, self.attention, name="attention")(
         normed_q, normed, allowed, cache, cache_index)
     x = x + nn.Dropout(self.dropout)(attended, deterministic=deterministic)
     mlp = Mlp(self.mlp_dim, self.activation, self.dropout, self.dtype, name="mlp")(
@@ -127,12 +217,13 @@ class _ScanBlock(nn.Module):
   dtype: Any
   remat: bool
   return_kv: bool
+  attention: str = "auto"
 
   @nn.compact
   def __call__(self, x, cache, allowed, cache_index, deterministic):
     block_cls = nn.remat(Block, static_argnums=(5, 6)) if self.remat else Block
     x, kv = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                      name="block")(x, allowed, cache, cache_index, deterministic, None)
+                      self.attention, name="block")(x, allowed, cache, cache_index, deterministic, None)
     return x, (kv if self.return_kv else None)
 
 
@@ -153,6 +244,7 @@ class Trunk(nn.Module):
   scan_layers: bool = False
   remat: bool = False
   dtype: Any = jnp.float32
+  attention: str = "auto"
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache=None, cache_index=None,
@@ -166,7 +258,7 @@ class Trunk(nn.Module):
           in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast), length=self.depth,
           metadata_params={nn.PARTITION_NAME: "layers"})
       x, kv = scanned(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                      self.remat, keep_kv, name="layers")(x, cache, allowed, cache_index,
+                      self.remat, keep_kv, self.attention, name="layers")(x, cache, allowed, cache_index,
                                                           deterministic)
       if final_query_rows is not None:
         x = x[:, jnp.asarray(final_query_rows)]
@@ -175,7 +267,7 @@ class Trunk(nn.Module):
     kvs = []
     for i in range(self.depth):
       block = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                        name=f"block_{i}")
+                        self.attention, name=f"block_{i}")
       last = i == self.depth - 1
       if last and split_passes is not None:
         return self._split_last_block(block, x, allowed, deterministic, final_query_rows,

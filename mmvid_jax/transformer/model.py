@@ -41,6 +41,7 @@ class MMVIDTransformer(nn.Module):
   separate_control_embedding: bool = False
   embed_init_std: float = 0.02
   dtype: Any = jnp.float32
+  attention: str = "auto"  # "auto" | "xla" | "cudnn" (layers.attention_path)
 
   def setup(self):
     layout, width, std = self.layout, self.width, self.embed_init_std
@@ -56,7 +57,7 @@ class MMVIDTransformer(nn.Module):
       self.control_positions = emb_lib.ControlPositions(layout, width, std)
     self.video_positions = emb_lib.VideoPositions(layout, width, std)
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
-                       self.scan_layers, self.remat, self.dtype)
+                       self.scan_layers, self.remat, self.dtype, self.attention)
     self.video_head = Head(layout.codebook_size, "vocab", self.dtype)
     self.rel_head = Head(1, None, self.dtype)
     self.vid_head = Head(1, None, self.dtype)
@@ -148,6 +149,7 @@ class ARTVTransformer(nn.Module):
   remat: bool = False
   embed_init_std: float = 0.02
   dtype: Any = jnp.float32
+  attention: str = "auto"  # "auto" | "xla" | "cudnn" (layers.attention_path)
 
   def setup(self):
     layout, width, std = self.layout, self.width, self.embed_init_std
@@ -160,7 +162,7 @@ class ARTVTransformer(nn.Module):
       self.control_positions = emb_lib.ControlPositions(layout, width, std)
     self.video_positions = emb_lib.VideoPositions(layout, width, std)
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
-                       self.scan_layers, self.remat, self.dtype)
+                       self.scan_layers, self.remat, self.dtype, self.attention)
     self.text_head = Head(layout.text_table_size, "vocab", self.dtype)
     if layout.num_controls:
       self.control_head = Head(layout.video_vocab_size, "vocab", self.dtype)
@@ -235,7 +237,8 @@ def model_kwargs(tr_config) -> dict:
               num_heads=int(tr_config.num_heads), mlp_dim=int(tr_config.mlp_dim),
               activation=str(tr_config.activation), dropout=float(tr_config.dropout),
               scan_layers=bool(tr_config.scan_layers), remat=bool(tr_config.remat),
-              embed_init_std=float(tr_config.get("embed_init_std", 0.02)))
+              embed_init_std=float(tr_config.get("embed_init_std", 0.02)),
+              attention=str(tr_config.get("attention", "auto")))
 
 
 def make_model(tr_config, layout: Layout) -> nn.Module:

@@ -1,0 +1,213 @@
+"""Fused attention (`config.transformer.attention`) equals the einsum path.
+
+On CPU the fused code path (padding to 64, mask extension, one `jax.nn.dot_product_attention`
+call) runs with XLA's kernel (`implementation="xla"`); cuDNN itself needs a GPU. All comparisons
+are fp32 with atol 1e-5 (outputs) / 1e-5 relative to the gradient scale (gradients).
+"""
+
+import functools
+import importlib.util
+import os
+
+from flax import linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mmvid_jax import configuration
+from mmvid_jax.errors import ConfigError
+from mmvid_jax.transformer import layers
+from mmvid_jax.transformer.model import ARTVTransformer, MMVIDTransformer, make_model
+from mmvid_jax.transformer.vocab import Layout
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAYOUT = Layout(codebook_size=16, text_vocab_size=10, text_len=5, num_frames=2, latent_height=2,
+                latent_width=2, num_controls=1)
+DIMS = dict(width=32, depth=2, num_heads=2, mlp_dim=64)
+ATOL = 1e-5
+fused_xla = functools.partial(layers._fused_attention, implementation="xla")  # pylint: disable=protected-access
+
+
+def qkv(batch=2, q_len=LAYOUT.seq_len, kv_len=LAYOUT.seq_len, heads=2, head_dim=8, seed=0):
+  keys = jax.random.split(jax.random.key(seed), 3)
+  return (jax.random.normal(keys[0], (batch, q_len, heads, head_dim)),
+          jax.random.normal(keys[1], (batch, kv_len, heads, head_dim)),
+          jax.random.normal(keys[2], (batch, kv_len, heads, head_dim)))
+
+
+def einsum(q, k, v, allowed):
+  return layers.einsum_attention(q, k, v, allowed, jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def output_and_grads(fn, q, k, v, allowed):
+  cotangent = jax.random.normal(jax.random.key(7), q.shape)
+  loss = lambda *x: jnp.sum(fn(*x, allowed) * cotangent)
+  return fn(q, k, v, allowed), jax.grad(loss, argnums=(0, 1, 2))(q, k, v)
+
+
+def assert_same_output_and_grads(q, k, v, allowed):
+  fused_out, fused_grads = output_and_grads(fused_xla, q, k, v, allowed)
+  einsum_out, einsum_grads = output_and_grads(einsum, q, k, v, allowed)
+  np.testing.assert_allclose(fused_out, einsum_out, atol=ATOL)
+  for name, a, b in zip("qkv", fused_grads, einsum_grads):
+    scale = float(jnp.abs(b).max())
+    assert scale > 0, name
+    np.testing.assert_allclose(a, b, atol=ATOL * scale, err_msg=f"d{name}")
+
+
+def test_full_sequence_with_the_mmvid_mask():
+  allowed = jnp.asarray(LAYOUT.attention_allowed())
+  assert LAYOUT.seq_len % 64 and not bool(allowed.all())  # padding and masking both exercised
+  assert_same_output_and_grads(*qkv(), allowed)
+
+
+@pytest.mark.parametrize("mask_shape", [(2, 1), (1, 2)])
+def test_full_sequence_with_a_per_batch_or_per_head_mask(mask_shape):
+  s = LAYOUT.seq_len
+  random = jax.random.bernoulli(jax.random.key(3), 0.6, mask_shape + (s, s))
+  allowed = random | jnp.eye(s, dtype=bool)  # every row keeps a key
+  assert_same_output_and_grads(*qkv(), allowed)
+
+
+def test_query_rows_subset():
+  # The pruned last block of the negative passes: queries at [REL] and [VID] only.
+  rows = jnp.asarray([LAYOUT.rel_index, LAYOUT.vid_index])
+  q, k, v = qkv()
+  allowed = jnp.asarray(LAYOUT.attention_allowed())[rows]
+  assert_same_output_and_grads(q[:, rows], k, v, allowed)
+
+
+def test_kv_cache_decode_step():
+  # ART-V decoding: 7 of 70 cache slots written, the new key at 7, attend over the whole cache.
+  max_len, position = 70, 7
+  q, k_new, v_new = qkv(q_len=1, kv_len=1, seed=1)
+  _, k_old, v_old = qkv(q_len=1, kv_len=max_len, seed=2)
+  filled = (jnp.arange(max_len) < position)[None, :, None, None]
+  cache = (jnp.where(filled, k_old, 0.0), jnp.where(filled, v_old, 0.0))
+  start = (0, position, 0, 0)
+  k = jax.lax.dynamic_update_slice(cache[0], k_new, start)
+  v = jax.lax.dynamic_update_slice(cache[1], v_new, start)
+  allowed = (jnp.arange(max_len) <= position)[None, :]
+  assert_same_output_and_grads(q, k, v, allowed)
+
+
+def test_auto_on_cpu_picks_einsum_and_cudnn_on_cpu_is_a_config_error():
+  assert jax.default_backend() == "cpu"
+  for dtype in (jnp.float32, jnp.bfloat16):
+    assert layers.attention_path("auto", dtype, 64, 4163) == "xla"
+    assert layers.attention_path("xla", dtype, 64, 4163) == "xla"
+  with pytest.raises(ConfigError, match="config.transformer.attention: 'cudnn' needs a CUDA GPU"):
+    layers.attention_path("cudnn", jnp.bfloat16, 64, 4163)
+  with pytest.raises(ConfigError, match="config.transformer.attention: unknown"):
+    layers.attention_path("flash", jnp.bfloat16, 64, 4163)
+
+
+def test_selection_rule_on_a_cuda_gpu(monkeypatch):
+  monkeypatch.setattr(layers, "_cuda_gpu", lambda: True)
+  path = layers.attention_path
+  assert path("auto", jnp.bfloat16, 64, 4163) == "cudnn"
+  assert path("auto", jnp.float16, 64, 64) == "cudnn"
+  assert path("auto", jnp.float32, 64, 4163) == "xla"    # cuDNN flash attention: bf16/fp16 only
+  assert path("auto", jnp.bfloat16, 12, 4163) == "xla"   # head dim not a multiple of 8
+  assert path("auto", jnp.bfloat16, 64, 1) == "xla"      # a KV-cache decode step
+  assert path("auto", jnp.bfloat16, 64, 2) == "xla"      # the 2 pruned rows
+  assert path("cudnn", jnp.bfloat16, 64, 1) == "cudnn"   # explicit: short queries too
+  assert path("cudnn", jnp.float32, 64, 4163) == "xla"   # explicit, fp32: per-call fallback
+  assert path("xla", jnp.bfloat16, 64, 4163) == "xla"
+
+
+@pytest.fixture
+def fused_on_cpu(monkeypatch):
+  """Makes the model take the fused path on CPU in fp32 (XLA's kernel) and counts its calls."""
+  calls = []
+
+  def fused(*args, **kwargs):
+    calls.append(args[0].shape)
+    return fused_xla(*args, **kwargs)
+
+  monkeypatch.setattr(layers, "_cuda_gpu", lambda: True)
+  monkeypatch.setattr(layers, "_cudnn_supports", lambda dtype, head_dim: True)
+  monkeypatch.setattr(layers, "_fused_attention", fused)
+  return calls
+
+
+def test_mmvid_model_fused_equals_einsum(fused_on_cpu):
+  rng = np.random.default_rng(0)
+  text = jnp.asarray(rng.integers(1, 10, (2, 5)))
+  controls = jnp.asarray(rng.integers(0, 17, (2, 1, 2, 2)))
+  video = jnp.asarray(rng.integers(0, 17, (2, 3, LAYOUT.video_len)))
+  dims = dict(DIMS, depth=1)  # the one block is the split last block: full rows and 2 rows
+  models = {name: MMVIDTransformer(LAYOUT, attention=name, **dims) for name in ("xla", "cudnn")}
+  params = nn.unbox(models["xla"].init(jax.random.key(0), text, controls, video[:, 0],
+                                       method=MMVIDTransformer.tokens_to_logits)["params"])
+  fused_on_cpu.clear()
+
+  def loss(p, name):
+    model = models[name]
+    cond = model.apply({"params": p}, text, controls, method=MMVIDTransformer.embed_condition)
+    cond = jnp.stack([cond, cond[::-1], cond], 1)
+    logits, rel, vid = model.apply({"params": p}, cond, video, vocab_passes=1,
+                                   prune_last_layer=True)
+    return jnp.mean(logits ** 2) + jnp.sum(rel) + jnp.sum(vid ** 2), (logits, rel, vid)
+
+  value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+  (value_x, out_x), grads_x = value_and_grad(params, "xla")
+  assert not fused_on_cpu
+  (value_c, out_c), grads_c = value_and_grad(params, "cudnn")
+  # Both calls took the fused path: the vocabulary pass at full rows, the 4 negative passes
+  # (2 samples x REL, VID) at [REL] and [VID] only.
+  assert fused_on_cpu == [(2, LAYOUT.seq_len, 2, 16), (4, 2, 2, 16)]
+  np.testing.assert_allclose(value_c, value_x, rtol=1e-5)
+  for a, b in zip(out_c, out_x):
+    np.testing.assert_allclose(a, b, atol=ATOL)
+  for a, b in zip(jax.tree.leaves(grads_c), jax.tree.leaves(grads_x)):
+    np.testing.assert_allclose(a, b, atol=ATOL * max(float(jnp.abs(b).max()), 1.0))
+
+
+def test_artv_prefill_and_decode_fused_equals_einsum(fused_on_cpu):
+  # Scanned layers (the unscanned blocks are covered by the MMVID test above).
+  text = jnp.asarray(np.random.default_rng(1).integers(1, 10, (2, 5)))
+  controls = jnp.zeros((2, 1, 2, 2), jnp.int32)
+  codes = jax.random.randint(jax.random.key(1), (2, LAYOUT.video_len), 0, 16)
+  models = {name: ARTVTransformer(LAYOUT, scan_layers=True, attention=name, **DIMS)
+            for name in ("xla", "cudnn")}
+  variables = models["xla"].init(jax.random.key(0), text, controls, codes)
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def prefill_and_decode(name):
+    model = models[name]
+    logits, cache = model.apply(variables, text, controls, method=ARTVTransformer.prefill)
+    steps = [logits]
+    for i in range(2):
+      logits, cache = model.apply(variables, cache, codes[:, i], jnp.asarray(i),
+                                  method=ARTVTransformer.decode_step)
+      steps.append(logits)
+    return jnp.stack(steps, 1), cache
+
+  results = {name: prefill_and_decode(name) for name in models}
+  assert fused_on_cpu and all(shape[1] in (1, models["xla"].prefix_len)
+                              for shape in fused_on_cpu)
+  np.testing.assert_allclose(results["cudnn"][0], results["xla"][0], atol=ATOL)
+  for a, b in zip(jax.tree.leaves(results["cudnn"][1]), jax.tree.leaves(results["xla"][1])):
+    np.testing.assert_allclose(a, b, atol=ATOL)
+
+
+def load_config(name, arg=None):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def test_config_key_is_threaded_and_checked():
+  config = load_config("shapes", "tiny")
+  assert config.transformer.attention == "auto"
+  configuration.validate(config, num_devices=1)
+  config.transformer.attention = "cudnn"
+  model = make_model(config.transformer, LAYOUT)
+  assert model.attention == "cudnn"
+  config.transformer.attention = "flash"
+  with pytest.raises(ConfigError, match="config.transformer.attention: unknown value 'flash'"):
+    configuration.validate(config, num_devices=1)
