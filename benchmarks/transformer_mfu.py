@@ -15,9 +15,10 @@ on the positive pass, x3 for forward + backward; remat's recomputation not count
 MFU = model FLOPs / step time / peak. (XLA's cost analysis is no substitute here: it counts a
 scanned layer once and fused-attention custom calls not at all.) Peak: 989 TFLOP/s, an H100
 SXM's dense bf16 tensor-core rate; pass --peak_tflops for another device.
-`--attention=cudnn` swaps the model's einsum attention for one `jax.nn.dot_product_attention`
-call (cuDNN flash attention, padded to a multiple of 64) with the same parameters, to measure
-what a fused kernel would give.
+`--attention` sets the model's `config.transformer.attention`: `xla` the einsum attention,
+`cudnn` one `jax.nn.dot_product_attention` call per block (cuDNN flash attention, padded to a
+multiple of 64; needs a CUDA GPU and bf16: with fp32 the model falls back to einsum), `auto`
+what a training run picks by default.
 Imports only JAX, Flax, optax and ml_collections (no TensorFlow), so it runs on a bare GPU box.
 """
 
@@ -36,7 +37,6 @@ sys.path.insert(0, ROOT)
 
 from flax import linen as nn  # pylint: disable=wrong-import-position
 from mmvid_jax.tokenizer.pseudo import PseudoTokenizer  # pylint: disable=wrong-import-position
-from mmvid_jax.transformer import layers  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import train_step as step_lib  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer.model import count_params  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer.model import make_model  # pylint: disable=wrong-import-position
@@ -49,35 +49,6 @@ def mugen_config(variant: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(variant)
-
-
-FUSED_IMPLEMENTATION = "cudnn"
-
-
-class FusedAttention(layers.Attention):
-  """The same projections and parameters; scores, mask and softmax in one fused kernel
-  (`jax.nn.dot_product_attention`, cuDNN flash attention on GPUs). Benchmark-only (--attention)."""
-
-  @nn.compact
-  def __call__(self, x_q, x_kv, allowed, cache=None, cache_index=None):
-    width = x_q.shape[-1]
-    head_dim = width // self.num_heads
-    query = nn.DenseGeneral((self.num_heads, head_dim), dtype=self.dtype, name="query")(x_q)
-    key_value = nn.DenseGeneral((2, self.num_heads, head_dim), dtype=self.dtype,
-                                name="key_value")(x_kv)
-    key, value = key_value[..., 0, :, :], key_value[..., 1, :, :]
-    # cuDNN wants sequence lengths that are multiples of 64: pad, mask the padded keys, slice.
-    q_len, kv_len = query.shape[1], key.shape[1]
-    q_pad, kv_pad = -q_len % 64, -kv_len % 64
-    allowed = jnp.broadcast_to(allowed, allowed.shape[:-2] + (q_len, kv_len))
-    allowed = jnp.pad(allowed, [(0, 0)] * (allowed.ndim - 2) + [(0, q_pad), (0, kv_pad)])
-    bias = jnp.where(allowed, 0.0, layers.NEG_INF).astype(self.dtype)
-    bias = jnp.broadcast_to(bias, (1, 1) + bias.shape[-2:])
-    pad = lambda x, n: jnp.pad(x, [(0, 0), (0, n), (0, 0), (0, 0)])
-    out = jax.nn.dot_product_attention(pad(query, q_pad), pad(key, kv_pad), pad(value, kv_pad),
-                                       bias=bias, implementation=FUSED_IMPLEMENTATION)[:, :q_len]
-    out = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="out")(out)
-    return out, (key, value)
 
 
 def model_flops_per_step(layout: Layout, width: int, depth: int, mlp_dim: int, batch: int,
@@ -111,16 +82,19 @@ def main():
   parser.add_argument("--peak_tflops", type=float, default=989.0)
   parser.add_argument("--remat", choices=("config", "on", "off"), default="config",
                       help="recompute block activations in the backward pass (config: as MUGEN)")
-  parser.add_argument("--attention", choices=("xla", "cudnn"), default="xla",
-                      help="xla: the model's attention (einsum + softmax); cudnn: the same "
-                           "attention as one fused jax.nn.dot_product_attention call")
+  parser.add_argument("--attention", choices=("xla", "cudnn", "auto"), default="xla",
+                      help="config.transformer.attention: xla = einsum + softmax; cudnn = one "
+                           "fused jax.nn.dot_product_attention call; auto = cudnn where it "
+                           "applies (CUDA GPU, bf16/fp16), else xla")
   args = parser.parse_args()
-  if args.attention == "cudnn":
-    layers.Attention = FusedAttention  # Block looks the class up at call time.
+  if args.attention == "cudnn" and jax.default_backend() != "gpu":
+    parser.error(f"--attention=cudnn needs a CUDA GPU; this machine's backend is "
+                 f"{jax.default_backend()} (the model would fall back to einsum)")
 
   config = mugen_config(args.variant)
   tr, data = config.transformer, config.data
   tr.negatives = args.negatives
+  tr.attention = args.attention
   if args.remat != "config":
     tr.remat = args.remat == "on"
   image_size = int(data.image_size)

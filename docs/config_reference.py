@@ -118,6 +118,9 @@ MEANINGS = {
     "transformer.remat": "rematerialise block activations (less memory, more compute)",
     "transformer.compute_dtype": "training compute precision, `float32` or `bfloat16` (bf16 matmuls "
                                  "and activations, fp32 params/LayerNorm/softmax/losses)",
+    "transformer.attention": "attention kernel: `auto` (cuDNN fused attention on a CUDA GPU for "
+                             "bf16/fp16 calls with >= 64 query rows, else einsum), `xla` (einsum "
+                             "everywhere) or `cudnn` (fused wherever cuDNN can; docs/performance.md)",
     "transformer.objective": "`mmvid` (bidirectional, MSM + REL + VID) or `artv` (the causal ART-V "
                              "baseline)",
     "transformer.text_encoder": "`learned` embeddings, or the frozen MiniLM: `bert_pooled` or "

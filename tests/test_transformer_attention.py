@@ -26,6 +26,7 @@ LAYOUT = Layout(codebook_size=16, text_vocab_size=10, text_len=5, num_frames=2, 
                 latent_width=2, num_controls=1)
 DIMS = dict(width=32, depth=2, num_heads=2, mlp_dim=64)
 ATOL = 1e-5
+ATTENTION_NAMES = ("auto", "xla", "cudnn")
 fused_xla = functools.partial(layers._fused_attention, implementation="xla")  # pylint: disable=protected-access
 
 
@@ -93,13 +94,22 @@ def test_kv_cache_decode_step():
   assert_same_output_and_grads(q, k, v, allowed)
 
 
-def test_auto_on_cpu_picks_einsum_and_cudnn_on_cpu_is_a_config_error():
+def test_auto_on_cpu_picks_einsum(monkeypatch):
   assert jax.default_backend() == "cpu"
   for dtype in (jnp.float32, jnp.bfloat16):
-    assert layers.attention_path("auto", dtype, 64, 4163) == "xla"
-    assert layers.attention_path("xla", dtype, 64, 4163) == "xla"
-  with pytest.raises(ConfigError, match="config.transformer.attention: 'cudnn' needs a CUDA GPU"):
-    layers.attention_path("cudnn", jnp.bfloat16, 64, 4163)
+    for attention in ATTENTION_NAMES:  # "cudnn" without a CUDA GPU falls back too
+      assert layers.attention_path(attention, dtype, 64, 4163) == "xla"
+  # The whole model, traced (not compiled) in bf16: no call reaches the fused helper.
+  calls = []
+  monkeypatch.setattr(layers, "_fused_attention", lambda *a, **k: calls.append(a))
+  text, video = jnp.ones((2, 5), jnp.int32), jnp.ones((2, LAYOUT.video_len), jnp.int32)
+  controls = jnp.zeros((2, 1, 2, 2), jnp.int32)
+  for attention in ("auto", "cudnn"):
+    model = MMVIDTransformer(LAYOUT, attention=attention, dtype=jnp.bfloat16, **DIMS)
+    out = jax.eval_shape(lambda m=model: m.init_with_output(
+        jax.random.key(0), text, controls, video, method=MMVIDTransformer.tokens_to_logits)[0])
+    assert out[0].shape == (2, LAYOUT.video_len, 16)
+  assert not calls
   with pytest.raises(ConfigError, match="config.transformer.attention: unknown"):
     layers.attention_path("flash", jnp.bfloat16, 64, 4163)
 

@@ -16,6 +16,7 @@ einsum path otherwise. See `attention_path` for the per-call rule and its fallba
 
 from typing import Any
 
+from absl import logging
 from flax import linen as nn
 import jax
 import jax.numpy as jnp
@@ -101,25 +102,26 @@ def _cudnn_supports(dtype: Any, head_dim: int) -> bool:
 
 
 def attention_path(attention: str, dtype: Any, head_dim: int, query_rows: int) -> str:
-  """Which path one attention call takes: "xla" (einsum) or "cudnn" (fused).
+  """Which path one attention call takes: "xla" (einsum) or "cudnn" (fused). Decided at trace
+  time from static facts (backend, dtype, shapes), so a compiled step has one fixed path.
 
-  "xla" always takes the einsum path. "cudnn" needs a CUDA GPU (else a ConfigError) and takes
-  the fused kernel for every call it supports, short queries and KV-cache steps included; a call
-  it does not support (fp32 compute, e.g. sampling with `sample.dtype="float32"`, or an odd
-  head dim) falls back to the einsum path. "auto" takes the fused kernel on a CUDA GPU for
-  supported calls with >= FUSED_MIN_QUERY_ROWS query rows, the einsum path otherwise (CPU, TPU,
-  fp32, decode steps).
+  "xla": always the einsum path. "auto": the fused kernel on a CUDA GPU for calls cuDNN supports
+  (bf16/fp16, head dim) with >= FUSED_MIN_QUERY_ROWS query rows; einsum otherwise (CPU, TPU,
+  fp32, KV-cache decode steps, the 2 pruned rows). "cudnn": the fused kernel for every call it
+  supports, short queries and KV-cache steps included; a call it cannot take (no CUDA GPU, fp32
+  compute such as sampling with `sample.dtype="float32"`, an odd head dim) falls back to the
+  einsum path with a warning, so a model exported with "cudnn" still runs on CPU/TPU.
   """
   if attention not in ATTENTION_CHOICES:
     raise ConfigError("transformer.attention", f"unknown attention {attention!r}",
                       f"use one of {', '.join(ATTENTION_CHOICES)}")
   if attention == "xla":
     return "xla"
-  on_gpu = _cuda_gpu()
-  if attention == "cudnn" and not on_gpu:
-    raise ConfigError("transformer.attention", "'cudnn' needs a CUDA GPU but this run is on "
-                      f"{jax.default_backend()}", "set --config.transformer.attention=auto")
-  if not (on_gpu and _cudnn_supports(dtype, head_dim)):
+  if not (_cuda_gpu() and _cudnn_supports(dtype, head_dim)):
+    if attention == "cudnn":
+      logging.warning("transformer.attention='cudnn' cannot run here (backend %s, dtype %s, head "
+                      "dim %d): this attention call uses the einsum path.", jax.default_backend(),
+                      jnp.dtype(dtype).name, head_dim)
     return "xla"
   if attention == "auto" and query_rows < FUSED_MIN_QUERY_ROWS:
     return "xla"
