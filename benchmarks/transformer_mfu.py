@@ -78,7 +78,7 @@ def main():
   parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
   parser.add_argument("--negatives", choices=("all", "split"), default="all")
   parser.add_argument("--steps", type=int, default=10)
-  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1 runs)")
   parser.add_argument("--peak_tflops", type=float, default=989.0)
   parser.add_argument("--remat", choices=("config", "on", "off"), default="config",
                       help="recompute block activations in the backward pass (config: as MUGEN)")
@@ -129,7 +129,7 @@ def main():
   start = time.perf_counter()
   compiled = step.lower(state, batch, frozen).compile()
   compile_s = time.perf_counter() - start
-  for _ in range(args.warmup):
+  for _ in range(max(args.warmup, 1)):
     state, metrics = compiled(state, batch, frozen)
   jax.block_until_ready(metrics)
   times = []

@@ -178,7 +178,7 @@ def main():
           f"matmul")
     del state
 
-  if args.cost_only:
+  if args.cost_only or args.sample_steps <= 0:
     return
   # Sampling: one mask-predict step = one forward pass at batch 1 with the condition reused.
   params = jax.jit(lambda k: jax.tree_util.tree_map(
