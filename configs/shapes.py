@@ -1,16 +1,18 @@
-"""Moving Shapes, the embedded default: text (+ optional image) -> 64x64 video.
+"""Moving Shapes, the embedded default: text (+ optional image) -> 32x32, 8-frame video.
 
     python -m mmvid_jax.main --config=configs/shapes.py --workdir=runs/shapes
     python -m mmvid_jax.main --config=configs/shapes.py:tiny --workdir=runs/tiny
 
-Variants (after the colon): `default`, `tiny` (tests, a few minutes end to end),
-`text_image` (background image as a control), `dependent` (colour image + shape image +
-background, caption says which slot is which).
+Variants (after the colon): `default` (sized so the main job fits ~15 minutes on a 2-core CPU),
+`tiny` (tests, a few minutes end to end), `text_image` (background image as a control),
+`dependent` (colour image + shape image + background, caption says which slot is which),
+`paper` (MMVID's Shapes geometry: 64 px, 16 frames, a factor-16 tokenizer with a 4x4 grid and
+1024 codes; an accelerator-sized run).
 """
 
 import ml_collections
 
-VARIANTS = ("default", "tiny", "text_image", "dependent")
+VARIANTS = ("default", "tiny", "text_image", "dependent", "paper")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -27,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = _data(variant, tiny)
-  config.tokenizer = _tokenizer(config.data, tiny)
+  config.tokenizer = _tokenizer(config.data, tiny, variant == "paper")
   config.transformer = _transformer(config.data, tiny, variant)
   config.sample = _sample(tiny)
   config.evaluate = _evaluate(tiny)
@@ -43,11 +45,14 @@ def _data(variant: str, tiny: bool) -> ml_collections.ConfigDict:
   data.source = "tfds"
   # TFDS data_dir; empty means <workdir>/tfds.
   data.data_dir = ""
-  data.image_size = 32 if tiny else 64
-  data.num_frames = 8 if tiny else 16
+  paper = variant == "paper"
+  # 32 px x 8 frames (an 8x8 token grid per frame, S = 535) is what a 2-core CPU tokenizes well
+  # within minutes; `paper` is MMVID's 64 px x 16 frames (docs/results.md).
+  data.image_size = 64 if paper else 32
+  data.num_frames = 16 if paper else 8
   data.frame_step = 1
   # Frames stored per clip; training samples num_frames at frame_step from a random start.
-  data.clip_frames = 12 if tiny else 24
+  data.clip_frames = 24 if paper else 12
   data.background = "random" if variant in ("text_image", "dependent") else "plain"
   data.num_train = 512 if tiny else 20000
   data.num_validation = 64 if tiny else 512
@@ -67,16 +72,18 @@ def _data(variant: str, tiny: bool) -> ml_collections.ConfigDict:
   return data
 
 
-def _tokenizer(data: ml_collections.ConfigDict, tiny: bool) -> ml_collections.ConfigDict:
-  """Per-frame VQGAN (docs/tokenizer.md). Sized for CPU: f8 (8x8 tokens per 64px frame)."""
+def _tokenizer(data: ml_collections.ConfigDict, tiny: bool, paper: bool = False
+               ) -> ml_collections.ConfigDict:
+  """Per-frame VQGAN (docs/tokenizer.md). Default and tiny: f4, an 8x8 grid per 32 px frame (a
+  4x4 grid at f8 loses the shapes: docs/tokenizer.md); `paper`: f16 on 64 px, MMVID's 4x4 grid."""
   tok = ml_collections.ConfigDict()
   tok.quantizer = "vq"  # "vq" or "fsq"
-  tok.codebook_size = 128 if tiny else 256  # vq only; fsq has prod(fsq_levels) codes
+  tok.codebook_size = 128 if tiny else (1024 if paper else 256)  # vq; fsq: prod(fsq_levels)
   tok.fsq_levels = (8, 5, 5, 5)
   tok.embed_dim = 16 if tiny else 32
   tok.channels = 16
   # One entry per resolution level; downsampling factor = 2 ** (len(channel_mult) - 1).
-  tok.channel_mult = (1, 2, 2) if tiny else (1, 2, 4, 4)
+  tok.channel_mult = (1, 2, 2) if tiny else ((1, 2, 4, 4, 4) if paper else (1, 2, 4))
   tok.num_res_blocks = 1
   tok.attn_resolutions = ()  # the mid block always has one attention layer
   tok.dropout = 0.0
@@ -110,7 +117,8 @@ def _tokenizer(data: ml_collections.ConfigDict, tiny: bool) -> ml_collections.Co
   # Optimisation.
   tok.batch_size = 8
   tok.frames_per_clip = 2  # random frames per clip in each training batch
-  tok.num_steps = 30 if tiny else 600
+  # 1500 steps: 31.7 dB validation PSNR in 5 minutes on the loaded 2-core CPU (docs/tokenizer.md).
+  tok.num_steps = 30 if tiny else (20000 if paper else 1500)
   tok.learning_rate = 3e-3 if tiny else 2e-3
   tok.adam_b1 = 0.9
   tok.adam_b2 = 0.99
@@ -118,8 +126,8 @@ def _tokenizer(data: ml_collections.ConfigDict, tiny: bool) -> ml_collections.Co
   tok.warmup_steps = 5 if tiny else 20
   tok.ema_params_decay = 0.9 if tiny else 0.98
   tok.log_every = 10 if tiny else 20
-  tok.eval_every = 30 if tiny else 300
-  tok.checkpoint_every = 30 if tiny else 200
+  tok.eval_every = 30 if tiny else 750
+  tok.checkpoint_every = 30 if tiny else 500
   tok.max_to_keep = 2
   tok.num_eval_batches = 2 if tiny else 4
   tok.eval_batch_size = 8 if tiny else 16
@@ -171,16 +179,18 @@ def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> m
   # (2 passes per sample instead of 3; see docs/transformer.md).
   tr.negatives = "all"
   # Optimisation.
-  tr.batch_size = 8 if tiny else 16
-  tr.num_steps = 30 if tiny else 800
+  # The default's S = 535 costs ~1.7 s per batch-8 step on the 2-core CPU (docs/results.md).
+  paper = variant == "paper"
+  tr.batch_size = 32 if paper else 8
+  tr.num_steps = 30 if tiny else (60000 if paper else 400)  # paper: MMVID's Shapes run, 60k
   tr.learning_rate = 1e-3
   tr.lr_schedule = "log_warmup"  # MMVID; or "cosine"
-  tr.warmup_steps = 5 if tiny else 100
+  tr.warmup_steps = 5 if tiny else 50
   tr.min_learning_rate = 1e-6
   tr.grad_clip_norm = 1.0
   tr.log_every = 10 if tiny else 50
-  tr.eval_every = 30 if tiny else 400
-  tr.checkpoint_every = 30 if tiny else 400
+  tr.eval_every = 30 if tiny else 200
+  tr.checkpoint_every = 30 if tiny else 200
   tr.max_to_keep = 2
   tr.num_eval_batches = 2 if tiny else 4
   return tr
@@ -217,7 +227,7 @@ def _evaluate(tiny: bool) -> ml_collections.ConfigDict:
   e.protocol_decoders = ()
   # Held-out clips, first num_videos in order; one generated video each (MMVID: 2048).
   e.split = "test"
-  e.num_videos = 16 if tiny else 256
+  e.num_videos = 16 if tiny else 64
   e.batch_size = 8 if tiny else 16  # generation / tokenizer / REL batch
   # Decoder settings to compare, "<decoder>[_b<B>][_s<steps>]" (docs/evaluation.md);
   # empty: config.sample's decoder. E.g. ("mask_predict", "mask_predict_b4_s5", "maskgit").
