@@ -55,7 +55,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=600)
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="config.tokenizer override (repeatable)")
+                      help="config.tokenizer override, or SECTION.KEY=VALUE for another "
+                           "section, e.g. data.image_size=32 (repeatable)")
   parser.add_argument("--train_clips", type=int, default=512)
   parser.add_argument("--val_clips", type=int, default=32)
   parser.add_argument("--log_every", type=int, default=50)
@@ -65,13 +66,18 @@ def main():
   config = get_config("default")
   tok = config.tokenizer
   for key, value in parse_overrides(args.set).items():
-    if key not in tok:
-      raise SystemExit(f"--set {key}: not a config.tokenizer key")
-    tok[key] = value
+    section, _, name = key.rpartition(".")
+    target = config[section] if section else tok
+    if section not in ("", *config.keys()) or name not in target:
+      raise SystemExit(f"--set {key}: not a config key (tokenizer keys need no prefix)")
+    target[name] = value
+  tok.downsample_factor = 2 ** (len(tok.channel_mult) - 1)
+  tok.latent_size = config.data.image_size // tok.downsample_factor
   tok.num_steps = args.steps
   spec = shapes_generator.ShapesSpec.from_config(config.data)
   train = shapes_generator.generate_clips(spec, "train", 0, args.train_clips)["video"]
-  val = shapes_generator.generate_clips(spec, "validation", 0, args.val_clips)["video"][:, ::8]
+  val = shapes_generator.generate_clips(spec, "validation", 0, args.val_clips)["video"]
+  val = val[:, ::max(1, val.shape[1] // 3)]
   val = train_step.video_to_float(jnp.asarray(val.reshape((-1,) + val.shape[2:])))
 
   model = build_tokenizer(tok)
