@@ -1,6 +1,6 @@
 """Tokenizer quality after N training steps, for comparing settings quickly (validation PSNR).
 
-    python benchmarks/tokenizer_quality.py --steps=600                         # the default
+    python benchmarks/tokenizer_quality.py --steps=1500                        # the default
     python benchmarks/tokenizer_quality.py --steps=400 --set=recon_loss=l1     # taming's L1
     python benchmarks/tokenizer_quality.py --steps=150 --set=learning_rate=5e-4 --set=l2_normalize=False
 
@@ -67,9 +67,9 @@ def main():
   tok = config.tokenizer
   for key, value in parse_overrides(args.set).items():
     section, _, name = key.rpartition(".")
-    target = config[section] if section else tok
-    if section not in ("", *config.keys()) or name not in target:
+    if section not in ("", *config.keys()) or name not in (config[section] if section else tok):
       raise SystemExit(f"--set {key}: not a config key (tokenizer keys need no prefix)")
+    target = config[section] if section else tok
     target[name] = value
   tok.downsample_factor = 2 ** (len(tok.channel_mult) - 1)
   tok.latent_size = config.data.image_size // tok.downsample_factor
