@@ -24,7 +24,16 @@ Long videos (MMVID `scripts/iPER/long_video_*.sh`), from a trained workdir:
 and interpolation with `mmvid_jax.sampling.generate.interpolate_videos` (docs/iper.md).
 """
 
+import os
+import sys
+
 import ml_collections
+
+# Config files are loaded by path from any folder (config_flags): make configs.common importable.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+  sys.path.append(_ROOT)
+from configs import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 VARIANTS = ("default", "tiny")
 
@@ -36,19 +45,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                      f"{VARIANTS}.")
   tiny = variant == "tiny"
 
-  config = ml_collections.ConfigDict()
-  config.experiment = f"iper_{variant}"
-  config.variant = variant
-  # One of: all, data, tokenizer, transformer, sample, evaluate.
-  config.stage = "all"
-  config.seed = 0
+  config = common.base_config(f"iper_{variant}", variant)
 
   config.data = _data(tiny)
-  config.tokenizer = _tokenizer(config.data, tiny)
+  # Per-frame VQGAN (docs/tokenizer.md): f16 at 128 px, 8 x 8 tokens per frame (MMVID).
+  config.tokenizer = common.mmvid_scale_tokenizer(config.data.image_size, tiny)
   config.transformer = _transformer(tiny)
-  config.sample = _sample(tiny)
+  config.sample = common.mmvid_scale_sample(tiny)  # num_prompts: clips of the held-out set
   config.evaluate = _evaluate(tiny)
-  config.mesh = _mesh()
+  config.mesh = common.mesh_section()
   return config
 
 
@@ -84,164 +89,19 @@ def _data(tiny: bool) -> ml_collections.ConfigDict:
   return data
 
 
-def _tokenizer(data: ml_collections.ConfigDict, tiny: bool) -> ml_collections.ConfigDict:
-  """Per-frame VQGAN (docs/tokenizer.md): f16 at 128 px, 8 x 8 tokens per frame (MMVID)."""
-  tok = ml_collections.ConfigDict()
-  tok.quantizer = "vq"  # "vq" or "fsq"
-  tok.codebook_size = 128 if tiny else 1024  # vq only; fsq has prod(fsq_levels) codes
-  tok.fsq_levels = (8, 5, 5, 5)
-  tok.embed_dim = 16 if tiny else 256
-  tok.channels = 16 if tiny else 128
-  # One entry per resolution level; downsampling factor = 2 ** (len(channel_mult) - 1).
-  tok.channel_mult = (1, 2, 2) if tiny else (1, 1, 2, 2, 4)
-  tok.num_res_blocks = 1 if tiny else 2
-  tok.attn_resolutions = () if tiny else (16,)  # plus the mid block's attention
-  tok.dropout = 0.0
-  tok.downsample_factor = 2 ** (len(tok.channel_mult) - 1)
-  tok.latent_size = data.image_size // tok.downsample_factor
-  tok.beta = 0.25
-  tok.l2_normalize = True
-  tok.ema = False
-  tok.ema_decay = 0.99
-  tok.dead_code_restart = True
-  tok.dead_code_threshold = 0.03  # restart codes used < 3% as often as uniform
-  tok.usage_decay = 0.9 if tiny else 0.99
-  tok.restart_by_error = True  # draw replacements in proportion to their VQ error
-  # Losses.
-  tok.recon_loss = "l1"  # "l1" or "l2"
-  tok.perceptual_weight = 0.0 if tiny else 1.0
-  tok.lpips_net = "vgg16"  # or "alexnet"
-  tok.eval_lpips_net = "alexnet"
-  tok.disc_start = 10**9 if tiny else 20000
-  tok.disc_weight = 0.8
-  tok.disc_loss = "hinge"  # or "non_saturating"
-  tok.disc_channels = 64
-  tok.disc_layers = 3
-  tok.disc_norm = "group"  # or "none"
-  tok.disc_learning_rate = 3e-3 if tiny else 1e-4
-  tok.adaptive_disc_weight = True
-  tok.r1_weight = 0.0
-  tok.lecam_weight = 0.0
-  tok.codebook_weight = 1.0
-  # Optimisation.
-  tok.batch_size = 8 if tiny else 32
-  tok.frames_per_clip = 2 if tiny else 4  # random frames per clip in each training batch
-  tok.num_steps = 10 if tiny else 100000
-  tok.learning_rate = 3e-3 if tiny else 1e-4
-  tok.adam_b1 = 0.9
-  tok.adam_b2 = 0.99
-  tok.grad_clip_norm = 0.0
-  tok.warmup_steps = 2 if tiny else 1000
-  tok.ema_params_decay = 0.9 if tiny else 0.999
-  tok.log_every = 5 if tiny else 100
-  tok.eval_every = 10 if tiny else 5000
-  tok.checkpoint_every = 10 if tiny else 2000
-  tok.max_to_keep = 2
-  tok.num_eval_batches = 1 if tiny else 16
-  tok.eval_batch_size = 8 if tiny else 16
-  return tok
-
-
 def _transformer(tiny: bool) -> ml_collections.ConfigDict:
-  tr = ml_collections.ConfigDict()
-  tr.width = 64 if tiny else 768
-  tr.depth = 2 if tiny else 12
-  tr.num_heads = 2 if tiny else 12
-  tr.mlp_dim = 4 * tr.width
-  tr.activation = "quick_gelu"  # or "gelu"
-  tr.dropout = 0.0
-  tr.scan_layers = not tiny
-  tr.remat = False  # 512 video + 20 text tokens: activations fit without recomputation.
-  # Training compute precision: "float32" or "bfloat16" (bf16 matmuls and activations; params,
-  # LayerNorm, softmax and losses stay fp32). See docs/performance.md.
-  tr.compute_dtype = "float32"
-  tr.attention = "auto"  # or "xla" / "cudnn" (see docs/performance.md)
-  # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
-  tr.objective = "mmvid"
-  tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"
-  tr.embed_init_std = 0.02
+  tr = common.mmvid_scale_transformer(tiny)
+  # remat stays off: 512 video + 20 text tokens: activations fit without recomputation.
   # Text only by default; ("first_frame:keep",) adds the first frame as an image control.
   tr.controls = ()
-  tr.insert_sep = False
-  tr.separate_control_embedding = False
-  # MSM masking (MMVID defaults).
-  tr.msm_strategy_prob = (0.7, 0.1, 0.1, 0.1)
   tr.msm_bernoulli_keep = (0.1, 0.3)  # MMVID iPER: --msm_bernoulli_prob 0.1,0.3
-  tr.mask_ratio_schedule = "mmvid"  # or "cosine" (MaskGIT)
-  tr.beta_msm = 7.0
-  tr.beta_rel = 0.5
-  tr.beta_vid = 0.5
-  tr.vid_strategy_prob = (0.25, 0.25, 0.25, 0.25)
-  tr.negatives = "all"  # or "split" (see docs/transformer.md)
-  # Optimisation.
   tr.batch_size = 8 if tiny else 24  # MMVID iPER: 24
-  tr.num_steps = 10 if tiny else 200000
-  tr.learning_rate = 1e-3 if tiny else 3e-4
-  tr.lr_schedule = "log_warmup"  # MMVID; or "cosine"
-  tr.warmup_steps = 2 if tiny else 5000
-  tr.min_learning_rate = 1e-6
-  tr.grad_clip_norm = 1.0
-  tr.log_every = 5 if tiny else 100
-  tr.eval_every = 10 if tiny else 5000
-  tr.checkpoint_every = 10 if tiny else 2000
-  tr.max_to_keep = 2
-  tr.num_eval_batches = 1 if tiny else 8
   return tr
 
 
-def _sample(tiny: bool) -> ml_collections.ConfigDict:
-  s = ml_collections.ConfigDict()
-  s.decoder = "mask_predict"  # "mask_predict" | "maskgit" | "ar"
-  s.steps = 4 if tiny else 20
-  s.num_candidates = 1  # B in MMVID's reranking (candidate masks per step)
-  s.dynamic_stop = False
-  s.score_on = "completed"  # "completed" or "masked" (MMVID's code)
-  s.cfg_scale = 0.0  # classifier-free guidance from the null caption; 0 = off
-  s.temperature = 1.0
-  s.top_k = 0
-  s.choice_temperature = 4.5
-  s.noise_schedule = (0.0, 0.0, 0.0, 0.0)  # zeros = MMVID's mask-predict default
-  s.dtype = "float32"  # transformer compute precision when sampling: "float32" | "bfloat16"
-  s.num_samples = 2 if tiny else 4
-  s.num_prompts = 2 if tiny else 8  # clips of the held-out set
-  s.batch_size = 2 if tiny else 8
-  return s
-
-
 def _evaluate(tiny: bool) -> ml_collections.ConfigDict:
-  e = ml_collections.ConfigDict()
-  e.protocol = "default"  # or "mmvid": the paper's FVD/PRD protocol (docs/evaluation.md)
-  e.eval_num = 2048  # protocol "mmvid": clips
-  e.protocol_decoders = ()  # protocol "mmvid": e.g. "mmvid,artv"; empty: every trained method
+  e = common.mmvid_scale_evaluate(tiny)
   e.split = "validation"  # MMVID holds out one set (test reads it too)
   # The held-out set is ~10 videos (about 100 clips); MMVID's FVD uses 2048 on MM-Vox.
   e.num_videos = 2 if tiny else 96
-  e.batch_size = 2 if tiny else 16
-  e.compare = ()
-  e.ar_workdir = ""
-  e.fvd = not tiny
-  e.i3d_batch_size = 16
-  e.prd_clusters = 20
-  e.prd_angles = 1001
-  e.prd_runs = 10
-  e.lpips_net = "alexnet"
-  e.num_gallery = 2 if tiny else 8
   return e
-
-
-def _mesh() -> ml_collections.ConfigDict:
-  m = ml_collections.ConfigDict()
-  # -1 = all remaining devices.
-  m.data = -1
-  m.fsdp = 1
-  m.model = 1
-  # Logical axis name -> mesh axes (None = replicated), first match wins; a mesh axis is used
-  # once per array. Same as mmvid_jax.infra.mesh.DEFAULT_LOGICAL_RULES; see docs/performance.md.
-  m.logical_axis_rules = (
-      ("batch", ("data", "fsdp")),
-      ("embed", "fsdp"),
-      ("mlp", "model"),
-      ("heads", "model"),
-      ("vocab", "model"),
-  )
-  return m

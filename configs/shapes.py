@@ -10,7 +10,16 @@ Variants (after the colon): `default` (sized so the main job fits ~15 minutes on
 1024 codes; an accelerator-sized run).
 """
 
+import os
+import sys
+
 import ml_collections
+
+# Config files are loaded by path from any folder (config_flags): make configs.common importable.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+  sys.path.append(_ROOT)
+from configs import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 VARIANTS = ("default", "tiny", "text_image", "dependent", "paper")
 
@@ -21,19 +30,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f"configs/shapes.py: unknown variant {variant!r}; choose one of {VARIANTS}.")
   tiny = variant == "tiny"
 
-  config = ml_collections.ConfigDict()
-  config.experiment = f"shapes_{variant}"
-  config.variant = variant
-  # One of: all, data, tokenizer, transformer, sample, evaluate.
-  config.stage = "all"
-  config.seed = 0
+  config = common.base_config(f"shapes_{variant}", variant)
 
   config.data = _data(variant, tiny)
   config.tokenizer = _tokenizer(config.data, tiny, variant == "paper")
   config.transformer = _transformer(config.data, tiny, variant)
-  config.sample = _sample(tiny)
-  config.evaluate = _evaluate(tiny)
-  config.mesh = _mesh()
+  config.sample = common.sample_section(tiny)
+  config.evaluate = common.evaluate_section(tiny)
+  config.mesh = common.mesh_section()
   return config
 
 
@@ -74,190 +78,30 @@ def _data(variant: str, tiny: bool) -> ml_collections.ConfigDict:
 
 def _tokenizer(data: ml_collections.ConfigDict, tiny: bool, paper: bool = False
                ) -> ml_collections.ConfigDict:
-  """Per-frame VQGAN (docs/tokenizer.md). Default and tiny: f4, an 8x8 grid per 32 px frame (a
-  4x4 grid at f8 loses the shapes: docs/tokenizer.md); `paper`: f16 on 64 px, MMVID's 4x4 grid."""
-  tok = ml_collections.ConfigDict()
-  tok.quantizer = "vq"  # "vq" or "fsq"
-  tok.codebook_size = 128 if tiny else (1024 if paper else 256)  # vq; fsq: prod(fsq_levels)
-  tok.fsq_levels = (8, 5, 5, 5)
-  tok.embed_dim = 16 if tiny else 32
-  tok.channels = 16
-  # One entry per resolution level; downsampling factor = 2 ** (len(channel_mult) - 1).
-  tok.channel_mult = (1, 2, 2) if tiny else ((1, 2, 4, 4, 4) if paper else (1, 2, 4))
-  tok.num_res_blocks = 1
-  tok.attn_resolutions = ()  # the mid block always has one attention layer
-  tok.dropout = 0.0
-  tok.downsample_factor = 2 ** (len(tok.channel_mult) - 1)
-  tok.latent_size = data.image_size // tok.downsample_factor
-  tok.beta = 0.25
-  tok.l2_normalize = True
-  tok.ema = False
-  tok.ema_decay = 0.99
-  tok.dead_code_restart = True
-  tok.dead_code_threshold = 0.03  # restart codes used < 3% as often as uniform
-  tok.usage_decay = 0.9
-  tok.restart_by_error = True  # draw replacements in proportion to their VQ error
-  # Losses.
-  # L2 learns colour far sooner than L1 on Shapes (docs/tokenizer.md: 25.0 vs 19.3 dB PSNR).
-  tok.recon_loss = "l2"  # "l2" or "l1" (taming)
-  tok.perceptual_weight = 0.0  # LPIPS is costly on CPU; 1.0 is taming's value
-  tok.lpips_net = "vgg16"  # or "alexnet"
-  tok.eval_lpips_net = "alexnet"
-  tok.disc_start = 10**9  # GAN off for the CPU budget; e.g. 2000 with longer runs
-  tok.disc_weight = 0.8
-  tok.disc_loss = "hinge"  # or "non_saturating"
-  tok.disc_channels = 64
-  tok.disc_layers = 3
-  tok.disc_norm = "group"  # or "none"
-  tok.disc_learning_rate = 2e-3 if not tiny else 3e-3
-  tok.adaptive_disc_weight = True
-  tok.r1_weight = 0.0
-  tok.lecam_weight = 0.0
-  tok.codebook_weight = 1.0
-  # Optimisation.
-  tok.batch_size = 8
-  tok.frames_per_clip = 2  # random frames per clip in each training batch
-  # 1500 steps: 31.7 dB validation PSNR in 5 minutes on the loaded 2-core CPU (docs/tokenizer.md).
-  tok.num_steps = 30 if tiny else (20000 if paper else 1500)
-  tok.learning_rate = 3e-3 if tiny else 2e-3
-  tok.adam_b1 = 0.9
-  tok.adam_b2 = 0.99
-  tok.grad_clip_norm = 0.0
-  tok.warmup_steps = 5 if tiny else 20
-  tok.ema_params_decay = 0.9 if tiny else 0.98
-  tok.log_every = 10 if tiny else 20
-  tok.eval_every = 30 if tiny else 750
-  tok.checkpoint_every = 30 if tiny else 500
-  tok.max_to_keep = 2
-  tok.num_eval_batches = 2 if tiny else 4
-  tok.eval_batch_size = 8 if tiny else 16
+  """Per-frame VQGAN (docs/tokenizer.md). Default and tiny: common's f4, an 8x8 grid per 32 px
+  frame; `paper`: f16 on 64 px, MMVID's 4x4 grid with 1024 codes."""
+  if not paper:
+    return common.tokenizer_section(data.image_size, tiny)
+  tok = common.tokenizer_section(data.image_size, tiny, channel_mult=(1, 2, 4, 4, 4))
+  tok.update(codebook_size=1024, num_steps=20000)
   return tok
 
 
 def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> ml_collections.ConfigDict:
-  tr = ml_collections.ConfigDict()
-  # Sized for the end-to-end CPU budget (see docs/transformer.md, "Shapes default config").
-  tr.width = 64 if tiny else 128
-  tr.depth = 2 if tiny else 4
-  tr.num_heads = 2 if tiny else 4
-  tr.mlp_dim = 4 * tr.width
-  tr.activation = "quick_gelu"  # or "gelu"
-  tr.dropout = 0.0
-  tr.scan_layers = False
-  tr.remat = False
-  # Training compute precision: "float32" or "bfloat16" (bf16 matmuls and activations; params,
-  # LayerNorm, softmax and losses stay fp32). See docs/performance.md.
-  tr.compute_dtype = "float32"
-  # Attention kernel: "auto" (cuDNN fused attention on a CUDA GPU with bf16/fp16 compute, the
-  # einsum path otherwise), "xla" (always einsum) or "cudnn". See docs/performance.md.
-  tr.attention = "auto"
-  # "mmvid" (bidirectional, MSM + REL + VID) or "artv" (the causal ART-V baseline).
-  tr.objective = "mmvid"
-  tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"
-  # Embedding init std (MMVID: 1.0 on a pretrained CLIP trunk; 0.02 trains better from scratch).
-  tr.embed_init_std = 0.02
+  del data  # Same signature as the other section builders.
+  tr = common.transformer_section(tiny)
   # Control slots: each is (source, erasing mode).
   if variant == "text_image":
     tr.controls = ("background:shape_4x4",)
   elif variant == "dependent":
     tr.controls = ("same_color:keep", "same_shape:keep", "background:keep")
-  else:
-    tr.controls = ()
-  # One [SEP] after each control slot (MMVID's insert_sep, used for Shapes dependent).
-  tr.insert_sep = variant == "dependent"
-  # Own embedding table for control codes (MMVID does this when a second tokenizer is used).
-  tr.separate_control_embedding = False
-  # MSM masking (MMVID defaults).
-  tr.msm_strategy_prob = (0.7, 0.1, 0.1, 0.1)
-  tr.msm_bernoulli_keep = (0.2, 0.2)
-  tr.mask_ratio_schedule = "mmvid"  # or "cosine" (MaskGIT)
-  tr.beta_msm = 7.0
-  tr.beta_rel = 0.5
-  tr.beta_vid = 0.5
-  tr.vid_strategy_prob = (0.25, 0.25, 0.25, 0.25)
-  # "all": REL and VID negative passes for every sample (MMVID); "split": half the batch each
-  # (2 passes per sample instead of 3; see docs/transformer.md).
-  tr.negatives = "all"
-  # Optimisation.
-  # The default's S = 535 costs ~1.7 s per batch-8 step on the 2-core CPU (docs/results.md).
-  paper = variant == "paper"
-  tr.batch_size = 32 if paper else 8
-  tr.num_steps = 30 if tiny else (60000 if paper else 400)  # paper: MMVID's Shapes run, 60k
-  tr.learning_rate = 1e-3
-  tr.lr_schedule = "log_warmup"  # MMVID; or "cosine"
-  tr.warmup_steps = 5 if tiny else 50
-  tr.min_learning_rate = 1e-6
-  tr.grad_clip_norm = 1.0
-  tr.log_every = 10 if tiny else 50
-  tr.eval_every = 30 if tiny else 200
-  tr.checkpoint_every = 30 if tiny else 200
-  tr.max_to_keep = 2
-  tr.num_eval_batches = 2 if tiny else 4
+    tr.insert_sep = True  # caption names each slot
+  if variant == "paper":
+    tr.update(batch_size=32, num_steps=60000)  # MMVID's Shapes run, 60k
   return tr
 
 
-def _sample(tiny: bool) -> ml_collections.ConfigDict:
-  s = ml_collections.ConfigDict()
-  s.decoder = "mask_predict"  # "mask_predict" | "maskgit" | "ar"
-  s.steps = 20 if not tiny else 8
-  s.num_candidates = 1  # B in MMVID's reranking (candidate masks per step)
-  s.dynamic_stop = False  # keep the best REL/VID-scored video, stop after 5 flat steps
-  # Where candidates are scored: "completed" (their finished videos) or "masked" (MMVID's code).
-  s.score_on = "completed"
-  s.cfg_scale = 0.0  # classifier-free guidance from the null caption; 0 = off
-  s.temperature = 1.0  # MaskGIT / ART-V softmax temperature
-  s.top_k = 0  # ART-V top-k filter; 0 = off
-  s.choice_temperature = 4.5  # MaskGIT re-masking noise
-  # mask-predict Gumbel-noise schedule (alpha1, beta1, alpha2, alpha3); zeros = MMVID default.
-  s.noise_schedule = (0.0, 0.0, 0.0, 0.0)
-  s.dtype = "float32"  # transformer compute precision when sampling: "float32" | "bfloat16"
-  s.num_samples = 2 if tiny else 4
-  s.num_prompts = 2 if tiny else 8
-  s.batch_size = 8
-  return s
-
-
-def _evaluate(tiny: bool) -> ml_collections.ConfigDict:
-  e = ml_collections.ConfigDict()
-  # "default": the measures below; "mmvid": the paper's FVD/PRD protocol (eval_num clips at
-  # 128 px, MMVID's decoding; writes evaluation/protocol_mmvid.{json,md}; docs/evaluation.md).
-  e.protocol = "default"
-  e.eval_num = 2048  # protocol "mmvid": clips (all of the split when it holds fewer)
-  # protocol "mmvid": methods, e.g. "mmvid,artv"; empty: every method a model exists for.
-  e.protocol_decoders = ()
-  # Held-out clips, first num_videos in order; one generated video each (MMVID: 2048).
-  e.split = "test"
-  e.num_videos = 16 if tiny else 64
-  e.batch_size = 8 if tiny else 16  # generation / tokenizer / REL batch
-  # Decoder settings to compare, "<decoder>[_b<B>][_s<steps>]" (docs/evaluation.md);
-  # empty: config.sample's decoder. E.g. ("mask_predict", "mask_predict_b4_s5", "maskgit").
-  e.compare = ()
-  # Workdir of an ART-V run (same data and tokenizer) for the "ar" entry of compare.
-  e.ar_workdir = ""
-  # FVD + PRD with the packaged Kinetics-400 I3D (slow on CPU: ~1 s per clip).
-  e.fvd = not tiny
-  e.i3d_batch_size = 16  # MMVID/FVD protocol
-  e.prd_clusters = 20
-  e.prd_angles = 1001
-  e.prd_runs = 10
-  e.lpips_net = "alexnet"  # or "vgg16"
-  e.num_gallery = 8  # videos per setting in TensorBoard and the comparison GIFs
-  return e
-
-
-def _mesh() -> ml_collections.ConfigDict:
-  m = ml_collections.ConfigDict()
-  # -1 = all remaining devices.
-  m.data = -1
-  m.fsdp = 1
-  m.model = 1
-  # Logical axis name -> mesh axes (None = replicated), first match wins; a mesh axis is used
-  # once per array. Same as mmvid_jax.infra.mesh.DEFAULT_LOGICAL_RULES; see docs/performance.md.
-  m.logical_axis_rules = (
-      ("batch", ("data", "fsdp")),
-      ("embed", "fsdp"),
-      ("mlp", "model"),
-      ("heads", "model"),
-      ("vocab", "model"),
-  )
-  return m
+# Other code may import the section builders from here.
+_sample = common.sample_section
+_evaluate = common.evaluate_section
+_mesh = common.mesh_section
