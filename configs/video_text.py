@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.transformer = _transformer(tiny)
   config.sample = common.mmvid_scale_sample(tiny)
   config.evaluate = common.mmvid_scale_evaluate(tiny)
-  config.mesh = _mesh()
+  config.mesh = common.mesh_section()
   return config
 
 
@@ -83,13 +83,5 @@ def _transformer(tiny: bool) -> ml_collections.ConfigDict:
   # remat stays off: 512 video + 64 text tokens: activations fit without recomputation.
   # Text only by default; ("first_frame:keep",) adds the first frame as an image control.
   tr.controls = ()
-  # This config has never listed compute_dtype; the trainer's default is the same "float32".
-  del tr.compute_dtype
   return tr
 
-
-def _mesh() -> ml_collections.ConfigDict:
-  m = common.mesh_section()
-  # This config has never listed the rules; mmvid_jax.infra.mesh applies the same defaults.
-  del m.logical_axis_rules
-  return m
