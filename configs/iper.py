@@ -18,10 +18,14 @@ probability drawn from U(0.1, 0.3), batch 24, a per-frame VQGAN f16 with 1024 co
 tokens per frame) and a 12 x 768 transformer. Text: the packaged BERT WordPiece with 20 ids
 (MMVID: 16 CLIP-BPE ids; WordPiece adds [CLS]/[SEP] and splits "'A'").
 
-Long videos (MMVID `scripts/iPER/long_video_*.sh`), from a trained workdir:
-    python -m mmvid_jax.sample --workdir=runs/iper --num_clips=100 --t_overlap=7 \
-        --text="Person 001 dressed in 1 is performing 'A' pose, normal speed."   # 107 frames
-and interpolation with `mmvid_jax.sampling.generate.interpolate_videos` (docs/iper.md).
+Long videos (MMVID `scripts/iPER/long_video_*.sh`, docs/iper.md): the `long` variant (and
+`long_tiny`) is the default or tiny model whose sampling command extrapolates 100 clips keeping
+7 frames each, 8 + 99 = 107 frames (the project page; MMVID's script: 50 clips, 57 frames):
+    python -m mmvid_jax.sample --workdir=runs/iper \
+        --text="Person 001 dressed in 1 is performing 'A' pose, normal speed." \
+        --num_clips=100 --t_overlap=7         # or train with configs/iper.py:long
+and interpolation (MMVID interp_real, --t_repeat 2: 4x the frame rate of a real clip):
+    python -m mmvid_jax.sample --workdir=runs/iper --text="..." --interpolate=clip.mp4
 """
 
 import os
@@ -35,7 +39,7 @@ if _ROOT not in sys.path:
   sys.path.append(_ROOT)
 from configs import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
-VARIANTS = ("default", "tiny")
+VARIANTS = ("default", "tiny", "long", "long_tiny")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -43,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant not in VARIANTS:
     raise ValueError(f"configs/iper.py: unknown variant {variant!r}; choose one of "
                      f"{VARIANTS}.")
-  tiny = variant == "tiny"
+  tiny = variant in ("tiny", "long_tiny")
 
   config = common.base_config(f"iper_{variant}", variant)
 
@@ -52,6 +56,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.tokenizer = common.mmvid_scale_tokenizer(config.data.image_size, tiny)
   config.transformer = _transformer(tiny)
   config.sample = common.mmvid_scale_sample(tiny)  # num_prompts: clips of the held-out set
+  if variant.startswith("long"):
+    # The project page's 107 frames: T + (100 - 1) * (T - 7) with T = 8 (MMVID's script: 50
+    # clips -> 57 frames). The tiny model's 4-frame clips keep 3: 4 + 99 = 103 frames.
+    config.sample.update(num_clips=100, t_overlap=config.data.num_frames - 1)
   config.evaluate = _evaluate(tiny)
   config.mesh = common.mesh_section()
   return config

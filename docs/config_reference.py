@@ -169,6 +169,12 @@ MEANINGS = {
     "sample.num_samples": "videos per caption",
     "sample.num_prompts": "test captions the sample stage generates for",
     "sample.batch_size": "videos per generation call",
+    "sample.num_clips": "sampling command: clips of an extrapolated long video (1 = a normal "
+                        "video; `--num_clips`)",
+    "sample.t_overlap": "sampling command: frames each clip keeps from the previous one "
+                        "(0 = independent clips; MMVID iPER: 7 of 8; `--t_overlap`)",
+    "sample.interp_levels": "sampling command `--interpolate`: frame-rate doublings "
+                            "(2 = 4x, MMVID `--t_repeat 2`)",
     # evaluate
     "evaluate.split": "split whose clips are the references (the first `num_videos`)",
     "evaluate.num_videos": "generated videos (one per reference clip)",

@@ -320,6 +320,20 @@ def _check_transformer(config: ml_collections.ConfigDict) -> None:
                       "write '<source>:<mode>' with a known erasing mode") from None
 
 
+def _check_long_video(config: ml_collections.ConfigDict) -> None:
+  """Long-video defaults of the sampling command (spec 5.4)."""
+  s = config.sample
+  for key in ("num_clips", "interp_levels"):
+    if key in s and not (isinstance(s[key], int) and s[key] >= 1):
+      raise ConfigError(f"sample.{key}", f"must be an integer >= 1, got {s[key]!r}",
+                        f"pass --config.sample.{key}=1 or more")
+  num_frames = config.get("data", {}).get("num_frames")
+  overlap = s.get("t_overlap", 0)
+  if num_frames is not None and not (isinstance(overlap, int) and 0 <= overlap < num_frames):
+    raise ConfigError("sample.t_overlap", f"is {overlap!r} but {num_frames}-frame clips can keep "
+                      f"0 to {num_frames - 1} frames", f"set it to at most {num_frames - 1}")
+
+
 def _check_sample(config: ml_collections.ConfigDict) -> None:
   """The sample section: decoder name and its options, test prompts available."""
   s = config.sample
@@ -345,6 +359,7 @@ def _check_sample(config: ml_collections.ConfigDict) -> None:
   if s.get("top_k", 0) < 0 or s.get("cfg_scale", 0.0) < 0:
     raise ConfigError("sample.cfg_scale" if s.get("cfg_scale", 0.0) < 0 else "sample.top_k",
                       "must be >= 0", "use 0 to turn it off")
+  _check_long_video(config)
   num_test = config.get("data", {}).get("num_test")
   if num_test is not None and s.get("num_prompts", 1) > num_test:
     raise ConfigError("sample.num_prompts", f"{s.num_prompts} prompts but the test split has "

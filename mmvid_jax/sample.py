@@ -4,6 +4,11 @@
     python -m mmvid_jax.sample --workdir=runs/shapes_image --text="..." --image=background.png \
         --num_samples=4 --decoder=mask_predict --candidates=4 --cfg=2.0 --out=my_videos
 
+Long videos (spec 5.4): `--num_clips=100 --t_overlap=7` extrapolates (each clip keeps the last
+7 frames of the previous one: 8 + 99 = 107 frames); `--interpolate=clip.mp4 --interp_levels=2`
+keeps the real frames of a video (or a folder of frames) and generates the frames between,
+doubling the frame rate per level (4x).
+
 Writes `<out>/promptNNN_sampleS.mp4` and `.gif`, the condition images, `index.html` (open it as a
 local file) and `manifest.jsonl`. `--text` may be repeated. Defaults come from the workdir's
 `config.json` (section `sample`). User mistakes print one line and exit with status 2.
@@ -44,10 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="mask-predict: candidate masks per step reranked by REL/VID")
   parser.add_argument("--dynamic_stop", action="store_true",
                       help="mask-predict: keep the best-scoring video, stop after 5 flat steps")
-  parser.add_argument("--num_clips", type=int, default=1,
-                      help="long video: clips chained by preserving --t_overlap frames")
+  parser.add_argument("--num_clips", type=int, default=None,
+                      help="long video: clips chained by preserving --t_overlap frames "
+                           "(default: config sample.num_clips, 1 = a normal video)")
   parser.add_argument("--t_overlap", type=int, default=None,
-                      help="long video: frames kept from the previous clip (default T/2)")
+                      help="long video: frames kept from the previous clip "
+                           "(default: config sample.t_overlap)")
+  parser.add_argument("--interpolate", default=None, metavar="PATH",
+                      help="interpolation: a video file or a folder of frames whose first T "
+                           "frames are kept; the frames between them are generated")
+  parser.add_argument("--interp_levels", type=int, default=None,
+                      help="interpolation: frame-rate doublings (default: config "
+                           "sample.interp_levels, 2 = 4x)")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
                       help="transformer compute precision (default: config sample.dtype)")
   parser.add_argument("--seed", type=int, default=0)
@@ -58,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_positive(args):
-  for name in ("num_samples", "steps", "candidates", "batch_size", "num_clips"):
+  for name in ("num_samples", "steps", "candidates", "batch_size", "num_clips", "interp_levels"):
     value = getattr(args, name)
     if value is not None and value < 1:
       raise UserError(f"--{name} must be >= 1, got {value}. Fix: pass a positive number.")
@@ -88,13 +101,44 @@ def _assign_images(args, slots: list[str]) -> list[str | None]:
   return paths
 
 
+def _long_video_mode(args, config) -> dict:
+  """The mode and its settings: flags, else the workdir's `sample` section."""
+  sample, num_frames = config.get("sample", {}), int(config.data.num_frames)
+  if args.interpolate is not None:
+    for flag in ("num_clips", "t_overlap"):
+      if getattr(args, flag) is not None:
+        raise UserError(f"--interpolate cannot be combined with --{flag} (extrapolation). Fix: "
+                        "run them as two commands.")
+    return {"mode": "interpolate", "interp_levels": int(
+        args.interp_levels or sample.get("interp_levels", 2)), "source": args.interpolate}
+  if args.interp_levels is not None:
+    raise UserError("--interp_levels was given without --interpolate. Fix: add "
+                    "--interpolate=VIDEO (a video file or a folder of frames).")
+  num_clips = int(args.num_clips or sample.get("num_clips", 1))
+  if num_clips == 1:
+    return {"mode": "sample"}
+  t_overlap = int(sample.get("t_overlap", 0) if args.t_overlap is None else args.t_overlap)
+  if not 0 <= t_overlap < num_frames:
+    raise UserError(f"--t_overlap must be in [0, {num_frames - 1}] for the model's "
+                    f"{num_frames}-frame clips, got {t_overlap}. Fix: pass a smaller value.")
+  if t_overlap == 0:
+    log.info("t_overlap is 0: the %d clips are generated independently (MMVID keeps %d "
+             "frames: --t_overlap=%d).", num_clips, num_frames - 1, num_frames - 1)
+  return {"mode": "extrapolate", "num_clips": num_clips, "t_overlap": t_overlap}
+
+
 def run(args) -> str:
   """Generates and writes everything; returns the output folder."""
   _check_positive(args)
   from mmvid_jax.sampling import inputs
   workdir = args.workdir
   config = inputs.load_config(workdir)
+  mode = _long_video_mode(args, config)
   image_paths = _assign_images(args, inputs.control_slots(config))
+  real_frames = None
+  if mode["mode"] == "interpolate":
+    real_frames = inputs.load_real_frames(args.interpolate, int(config.data.image_size),
+                                          int(config.data.num_frames))
   settings = inputs.resolve_settings(config, decoder=args.decoder, steps=args.steps,
                                      candidates=args.candidates, cfg=args.cfg,
                                      num_samples=args.num_samples)
@@ -118,11 +162,15 @@ def run(args) -> str:
   log.info("Generating %d video(s) with %s (%d steps, %d candidate(s), cfg %.2f) ...",
            len(rows), decoder, steps, candidates, cfg)
   kwargs = dict(decoder=decoder, steps=steps, dynamic_stop=args.dynamic_stop)
-  if args.num_clips > 1:
-    t_overlap = (bundle.layout.num_frames // 2 if args.t_overlap is None else args.t_overlap)
+  if mode["mode"] == "extrapolate":
     videos = generate.generate_long_videos(
-        bundle, tokenizer, rows, row_controls, key, num_clips=args.num_clips,
-        t_overlap=t_overlap, num_candidates=candidates, cfg_scale=cfg, **kwargs)
+        bundle, tokenizer, rows, row_controls, key, num_clips=mode["num_clips"],
+        t_overlap=mode["t_overlap"], num_candidates=candidates, cfg_scale=cfg, **kwargs)
+    scores = np.full((len(rows),), np.nan)
+  elif mode["mode"] == "interpolate":
+    videos = generate.interpolate_videos(
+        bundle, tokenizer, rows, row_controls, np.repeat(real_frames[None], len(rows), axis=0),
+        key, levels=mode["interp_levels"], num_candidates=candidates, cfg_scale=cfg, **kwargs)
     scores = np.full((len(rows),), np.nan)
   else:
     videos, info = generate.generate_in_batches(
@@ -138,7 +186,7 @@ def run(args) -> str:
     results.append(outputs.PromptResult(text=text, videos=videos[part], controls=controls,
                                         control_labels=tuple(slots), scores=scores[part]))
   manifest_settings = {"decoder": decoder, "seed": args.seed, "steps": steps, "cfg": cfg,
-                       "candidates": candidates}
+                       "candidates": candidates, **mode}
   outputs.write_samples(out, results, manifest_settings, fps=args.fps,
                         title=f"mmvid-jax samples ({os.path.basename(os.path.abspath(workdir))})")
   return out

@@ -151,3 +151,34 @@ def encode_captions(text_tokenizer, texts: list[str], text_len: int) -> np.ndarr
       log.warning("Caption %r is longer than the model's %d text tokens; it is truncated.",
                   text, text_len)
   return np.asarray(text_tokenizer.encode(list(texts), text_len), np.int32)
+
+
+def load_real_frames(path: str, size: int, num_frames: int) -> np.ndarray:
+  """The real frames an interpolation keeps: the first `num_frames` (the model's clip length)
+  frames of a video file or a folder of frame images, as uint8 (n, size, size, 3); frames of
+  another size are resized (shorter side, centre crop) with a logged note. Interpolation needs at
+  least ceil(num_frames / 2) of them (one window of given frames)."""
+  from mmvid_jax.data import video_text_data as files
+  is_folder = os.path.isdir(path)
+  if not is_folder and not os.path.isfile(path):
+    raise UserError(f"video {path!r} does not exist. Fix: pass a video file or a folder of "
+                    "frames.")
+  if is_folder and not any(n.lower().endswith(files.FRAME_EXTENSIONS) for n in os.listdir(path)):
+    raise UserError(f"folder {path!r} has no frame images. Fix: put "
+                    f"{'/'.join(files.FRAME_EXTENSIONS)} frames in it (read in name order).")
+  if not is_folder and not path.lower().endswith(files.VIDEO_EXTENSIONS):
+    raise UserError(f"{path!r} is not a video file. Fix: pass one of "
+                    f"{', '.join(files.VIDEO_EXTENSIONS)} or a folder of frame images.")
+  try:
+    frames = files.read_frames(path, is_folder, size, num_frames)
+  except ValueError as e:
+    raise UserError(f"cannot read video {path!r} ({e}). Fix: check that it is a complete, valid "
+                    "video or a folder of images.") from None
+  needed = (num_frames + 1) // 2
+  if len(frames) < needed:
+    raise UserError(f"{path!r} has {len(frames)} frame(s) but interpolation needs at least "
+                    f"{needed} (half the model's {num_frames}-frame clip). Fix: give a longer "
+                    "video.")
+  log.info("Interpolating the first %d real frame(s) of %s, read at the model's %dx%d (other "
+           "sizes resized: shorter side, centre crop).", len(frames), path, size, size)
+  return frames
