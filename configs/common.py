@@ -161,10 +161,10 @@ def sample_section(tiny: bool) -> ml_collections.ConfigDict:
   s.num_prompts = 2 if tiny else 8  # held-out captions (clips)
   s.batch_size = 8
   # Long videos (spec 5.4, `python -m mmvid_jax.sample`): extrapolation chains num_clips clips,
-  # each keeping the last t_overlap frames of the previous one (1 = a normal video; t_overlap 0 =
-  # independent clips); interpolation doubles the frame rate interp_levels times.
+  # each keeping the last t_overlap frames of the previous one (1 = a normal video; t_overlap -1 =
+  # half the clip, 0 = independent clips); interpolation doubles the frame rate interp_levels times.
   s.num_clips = 1
-  s.t_overlap = 0
+  s.t_overlap = -1
   s.interp_levels = 2  # MMVID --t_repeat 2: 4x the frame rate
   return s
 

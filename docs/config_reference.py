@@ -172,7 +172,7 @@ MEANINGS = {
     "sample.num_clips": "sampling command: clips of an extrapolated long video (1 = a normal "
                         "video; `--num_clips`)",
     "sample.t_overlap": "sampling command: frames each clip keeps from the previous one "
-                        "(0 = independent clips; MMVID iPER: 7 of 8; `--t_overlap`)",
+                        "(-1 = half the clip, 0 = independent clips; MMVID iPER: 7 of 8; `--t_overlap`)",
     "sample.interp_levels": "sampling command `--interpolate`: frame-rate doublings "
                             "(2 = 4x, MMVID `--t_repeat 2`)",
     # evaluate

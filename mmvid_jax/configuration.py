@@ -328,10 +328,11 @@ def _check_long_video(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"sample.{key}", f"must be an integer >= 1, got {s[key]!r}",
                         f"pass --config.sample.{key}=1 or more")
   num_frames = config.get("data", {}).get("num_frames")
-  overlap = s.get("t_overlap", 0)
-  if num_frames is not None and not (isinstance(overlap, int) and 0 <= overlap < num_frames):
+  overlap = s.get("t_overlap", -1)
+  if num_frames is not None and not (isinstance(overlap, int) and -1 <= overlap < num_frames):
     raise ConfigError("sample.t_overlap", f"is {overlap!r} but {num_frames}-frame clips can keep "
-                      f"0 to {num_frames - 1} frames", f"set it to at most {num_frames - 1}")
+                      f"0 to {num_frames - 1} frames (-1 = half)",
+                      f"set it to -1 or at most {num_frames - 1}")
 
 
 def _check_sample(config: ml_collections.ConfigDict) -> None:

@@ -117,7 +117,9 @@ def _long_video_mode(args, config) -> dict:
   num_clips = int(args.num_clips or sample.get("num_clips", 1))
   if num_clips == 1:
     return {"mode": "sample"}
-  t_overlap = int(sample.get("t_overlap", 0) if args.t_overlap is None else args.t_overlap)
+  t_overlap = int(sample.get("t_overlap", -1) if args.t_overlap is None else args.t_overlap)
+  if t_overlap == -1:  # the default: keep half the clip, as the Python API does
+    t_overlap = num_frames // 2
   if not 0 <= t_overlap < num_frames:
     raise UserError(f"--t_overlap must be in [0, {num_frames - 1}] for the model's "
                     f"{num_frames}-frame clips, got {t_overlap}. Fix: pass a smaller value.")

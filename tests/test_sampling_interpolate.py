@@ -112,6 +112,14 @@ def test_config_long_video_defaults_and_flags(exported_workdir, tmp_path, writte
   assert outputs.read_manifest(str(tmp_path / "flags"))[0]["mode"] == "extrapolate"
 
 
+def test_default_overlap_keeps_half_the_clip(exported_workdir, tmp_path, written):
+  base = [f"--workdir={exported_workdir}", f"--text={CAPTION}", "--num_samples=1", "--steps=1"]
+  assert sample_cli.main(base + ["--num_clips=2", f"--out={tmp_path / 'half'}"]) == 0
+  (videos, settings), = written
+  assert settings["t_overlap"] == NUM_FRAMES // 2
+  assert videos[0].videos.shape[1] == NUM_FRAMES + NUM_FRAMES // 2
+
+
 def _error(capsys, argv):
   assert sample_cli.main(argv) == 2
   err = capsys.readouterr().err.strip()
@@ -141,7 +149,7 @@ def test_interpolate_clear_errors(exported_workdir, tmp_path, capsys):
   assert "t_overlap" in _error(capsys, base + ["--num_clips=2", "--t_overlap=8"])
 
 
-@pytest.mark.parametrize("key,value", [("num_clips", 0), ("t_overlap", 8), ("t_overlap", -1),
+@pytest.mark.parametrize("key,value", [("num_clips", 0), ("t_overlap", 8), ("t_overlap", -2),
                                        ("interp_levels", 0)])
 def test_config_checks_long_video_keys(key, value):
   config = tiny_config()
