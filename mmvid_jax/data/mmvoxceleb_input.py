@@ -223,14 +223,8 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
                  start_step: int = 0, process_index: int | None = None,
                  process_count: int | None = None):
   """Iterator of numpy batches (per-process batch = batch_size / process count)."""
-  if process_index is None or process_count is None:
-    import jax
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
   check(config, split)
-  if batch_size <= 0 or batch_size % process_count:
-    raise UserError(f"batch size {batch_size} is not a positive multiple of the {process_count} "
-                    "processes. Fix: use a global batch size divisible by the process count.")
+  process_index, process_count = pipeline.process_share(batch_size, process_index, process_count)
   sources = pipeline.control_sources(config)
   tokenizer = text.get_text_tokenizer(config, workdir)
   tf = pipeline.import_tensorflow()

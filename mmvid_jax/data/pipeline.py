@@ -225,6 +225,19 @@ def _element_fn(config, decode, sources, training: bool, seed_base: int):
   return fn
 
 
+def process_share(batch_size: int, process_index: int | None, process_count: int | None
+                  ) -> tuple[int, int]:
+  """(process index, process count), defaulting to JAX's; the global batch must split evenly."""
+  if process_index is None or process_count is None:
+    import jax
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+  if batch_size <= 0 or batch_size % process_count:
+    raise UserError(f"batch size {batch_size} is not a positive multiple of the {process_count} "
+                    "processes. Fix: use a global batch size divisible by the process count.")
+  return process_index, process_count
+
+
 def make_dataset(config, split: str, workdir: str, *, batch_size: int, deterministic: bool,
                  start_step: int = 0, process_index: int | None = None,
                  process_count: int | None = None):
