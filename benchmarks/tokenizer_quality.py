@@ -101,6 +101,15 @@ def main():
     recon = jnp.clip(recon, -1, 1)
     print(f"{settings}, {args.steps} steps: validation PSNR ({name}) "
           f"{float(jnp.mean(image_metrics.psnr(val, recon))):.2f} dB")
+    codes = np.asarray(model.apply({"params": params, **state.model_state}, val,
+                                   method=model.encode_indices))
+    f = tok.downsample_factor
+    patches = np.asarray(val).reshape(len(val), codes.shape[1], f, codes.shape[2], f, 3)
+    blank = patches.max(axis=(2, 4, 5)) <= -1.0 + 1e-3  # all-background (black) patches
+    if blank.any():
+      values, counts = np.unique(codes[blank], return_counts=True)
+      print(f"  background patches ({blank.mean():.0%} of tokens): {len(values)} distinct codes, "
+            f"the commonest holds {counts.max() / counts.sum():.0%}")
     if args.png and name == "weights":
       save_grid(args.png, np.asarray(val), np.asarray(recon))
   print(f"{args.steps} steps in {seconds:.0f} s ({args.steps / seconds:.2f} steps/s, incl. compile)")

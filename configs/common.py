@@ -38,6 +38,10 @@ def tokenizer_section(image_size: int, tiny: bool, channel_mult: tuple | None = 
   tok.channel_mult = channel_mult or ((1, 2, 2) if tiny else (1, 2, 4))
   tok.num_res_blocks = 1
   tok.attn_resolutions = ()  # the mid block always has one attention layer
+  # "global": taming's encoder (GroupNorm + mid-block attention, every latent sees the frame);
+  # "local": per-position norm, no attention; "patch": each latent sees only its own patch, so
+  # equal patches get equal codes (docs/tokenizer.md).
+  tok.encoder_context = "global"
   tok.dropout = 0.0
   tok.downsample_factor = 2 ** (len(tok.channel_mult) - 1)
   tok.latent_size = image_size // tok.downsample_factor

@@ -81,7 +81,11 @@ def _tokenizer(data: ml_collections.ConfigDict, tiny: bool, paper: bool = False
   """Per-frame VQGAN (docs/tokenizer.md). Default and tiny: common's f4, an 8x8 grid per 32 px
   frame; `paper`: f16 on 64 px, MMVID's 4x4 grid with 1024 codes."""
   if not paper:
-    return common.tokenizer_section(data.image_size, tiny)
+    tok = common.tokenizer_section(data.image_size, tiny)
+    # Each latent sees only its own 4x4 patch: the ~84% black patches all get one code, which
+    # the transformer learns at once (the taming encoder spread them over ~170 codes).
+    tok.encoder_context = "patch"
+    return tok
   tok = common.tokenizer_section(data.image_size, tiny, channel_mult=(1, 2, 4, 4, 4))
   tok.update(codebook_size=1024, num_steps=20000)
   return tok

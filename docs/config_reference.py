@@ -63,6 +63,10 @@ MEANINGS = {
     "tokenizer.channel_mult": "width multiplier per resolution level; downsampling factor = "
                               "2^(levels - 1)",
     "tokenizer.num_res_blocks": "residual blocks per level",
+    "tokenizer.encoder_context": "what each latent sees: 'global' (taming: GroupNorm and mid-block "
+                                 "attention, the whole frame), 'local' (per-position norm, no "
+                                 "attention) or 'patch' (only its own f x f patch, so equal "
+                                 "patches get equal codes; the Shapes default)",
     "tokenizer.attn_resolutions": "feature-map sizes with an attention block (the mid block always "
                                   "has one)",
     "tokenizer.dropout": "dropout rate in residual blocks",

@@ -179,6 +179,11 @@ def _check_tokenizer(config: ml_collections.ConfigDict) -> None:
   if not 1 <= frames:
     raise ConfigError("tokenizer.frames_per_clip", f"must be >= 1, got {frames!r}",
                       f"use 1 to {config.data.num_frames}")
+  context = tok.get("encoder_context", "global")
+  if context not in ("global", "local", "patch"):
+    raise ConfigError("tokenizer.encoder_context", f"{context!r} is not an encoder context",
+                      "use 'global' (taming), 'local' (per-position norm, no attention) or "
+                      "'patch' (each latent sees only its own patch)")
   if any(r not in [config.data.image_size // 2 ** i for i in range(len(tok.channel_mult))]
          for r in tok.attn_resolutions):
     raise ConfigError("tokenizer.attn_resolutions", f"{tuple(tok.attn_resolutions)} includes a "

@@ -79,6 +79,21 @@ def test_incompatible_checkpoint_is_a_clear_error(tmp_path):
     tokenizer.encode_to_codes(jnp.zeros((1, 2, 32, 32, 3)))
 
 
+def test_export_without_encoder_context_counts_as_the_global_encoder(tmp_path):
+  export(str(tmp_path), tok_config())  # written as exports were before the option existed
+  with pytest.raises(UserError, match="encoder_context='global' but the config asks for 'patch'"):
+    api.load_tokenizer(str(tmp_path), expected_config=tok_config(encoder_context="patch"))
+  assert api.load_tokenizer(str(tmp_path), expected_config=tok_config(encoder_context="global"))
+
+
+def test_patch_encoder_export_round_trips(tmp_path):
+  export(str(tmp_path), tok_config(encoder_context="patch"))
+  tokenizer = api.load_tokenizer(str(tmp_path), expected_config=tok_config(encoder_context="patch"))
+  video = jnp.full((1, 2, 16, 16, 3), -1.0)  # one repeated patch: one code everywhere
+  codes = np.asarray(tokenizer.encode_to_codes(video))
+  assert codes.shape == (1, 2, 8, 8) and len(np.unique(codes)) == 1
+
+
 def test_weights_that_do_not_fit_the_spec_are_rejected(tmp_path):
   export(str(tmp_path), tok_config())
   spec_path = tmp_path / "tokenizer" / "export" / api.SPEC_FILE

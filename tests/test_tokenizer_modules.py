@@ -141,3 +141,49 @@ def test_dead_code_restart_by_error_picks_badly_fitted_latents():
   new, _, dead = restart_dead_codes(codebook, usage, latents, jax.random.key(3), 0.03, errors)
   assert bool(jnp.all(dead))
   np.testing.assert_allclose(new, jnp.tile(jnp.array([[5.0, 5.0]]), (8, 1)))
+
+
+def test_local_encoder_latents_ignore_content_outside_their_receptive_field():
+  """A bright square in one corner must not move the far corner's latent with the local
+  encoder (per-position norm, no attention); taming's global encoder lets it leak everywhere."""
+  image = -jnp.ones((1, 64, 64, 3))
+  spot = image.at[:, :6, :6, :].set(1.0)
+  far = (slice(None), slice(-2, None), slice(-2, None))  # latents far outside the square's reach
+  moved = {}
+  for context in ("patch", "local", "global"):
+    enc = modules.Encoder(channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(),
+                          z_channels=4, context=context)
+    variables = enc.init(jax.random.key(0), image)
+    base, with_spot = enc.apply(variables, image), enc.apply(variables, spot)
+    moved[context] = float(jnp.abs(base[far] - with_spot[far]).max())
+    assert float(jnp.abs(base[:, :1, :1] - with_spot[:, :1, :1]).max()) > 1e-3, context
+  assert moved["local"] == 0.0 and moved["patch"] == 0.0
+  assert moved["global"] > 1e-4
+
+
+def test_patch_encoder_sees_only_its_own_patch():
+  """Equal patches get equal latents whatever their neighbours hold."""
+  enc = modules.Encoder(channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(),
+                        z_channels=4, context="patch")
+  image = jax.random.uniform(jax.random.key(0), (1, 16, 16, 3), minval=-1, maxval=1)
+  variables = enc.init(jax.random.key(1), image)
+  changed = image.at[:, 4:8, 4:8, :].set(1.0)  # exactly latent (1, 1) of the 4x4 grid
+  diff = jnp.abs(enc.apply(variables, image) - enc.apply(variables, changed)).max(axis=-1)[0]
+  assert float(diff[1, 1]) > 1e-4
+  assert float(diff.at[1, 1].set(0.0).max()) == 0.0
+  tiled = jnp.tile(image[:, :4, :4], (1, 4, 4, 1))  # one patch repeated everywhere
+  z = enc.apply(variables, tiled)[0]
+  np.testing.assert_allclose(z, jnp.broadcast_to(z[0, 0], z.shape), atol=1e-6)
+
+
+def test_local_encoder_model_round_trips_and_rejects_unknown_context():
+  model = build_tokenizer(tok_config(encoder_context="local", attn_resolutions=()))
+  video = jax.random.uniform(jax.random.key(0), (1, 2, 16, 16, 3), minval=-1, maxval=1)
+  variables = model.init(jax.random.key(1), video)
+  assert "MidBlock_0" not in variables["params"]["encoder"]
+  recon, aux = model.apply(variables, video)
+  assert recon.shape == video.shape and aux["indices"].shape == (1, 2, 8, 8)
+  enc = modules.Encoder(channels=8, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(),
+                        z_channels=4, context="nearby")
+  with pytest.raises(ValueError, match="encoder context"):
+    enc.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))

@@ -22,7 +22,7 @@ SPEC_FILE = "tokenizer.json"
 VARIABLES_FILE = "variables.msgpack"
 # Keys that change the network or its code space; a mismatch means the checkpoint cannot serve.
 ARCHITECTURE_KEYS = ("quantizer", "channels", "channel_mult", "num_res_blocks", "attn_resolutions",
-                     "embed_dim", "l2_normalize", "ema")
+                     "embed_dim", "l2_normalize", "ema", "encoder_context")
 
 
 class VideoTokenizer(struct.PyTreeNode):
@@ -96,6 +96,7 @@ def _check_compatible(saved: dict, image_size: int, expected_codebook_size, expe
     raise UserError(f"{where} was trained on {image_size}px frames but the config asks for "
                     f"{expected_image_size}px. {fix}")
   if expected_config is not None:
+    saved = dict({"encoder_context": "global"}, **saved)  # exports older than the option
     for key in ARCHITECTURE_KEYS + ("fsq_levels", "codebook_size"):
       if key not in expected_config or key not in saved:
         continue

@@ -39,12 +39,13 @@ class VQGAN(nn.Module):
   ema_decay: float = 0.99
   usage_decay: float = 0.95
   dropout: float = 0.0
+  encoder_context: str = "global"
 
   def setup(self):
     arch = dict(channels=self.channels, channel_mult=tuple(self.channel_mult),
                 num_res_blocks=self.num_res_blocks, attn_resolutions=tuple(self.attn_resolutions),
                 dropout=self.dropout)
-    self.encoder = Encoder(z_channels=self.latent_dim, **arch)
+    self.encoder = Encoder(z_channels=self.latent_dim, context=self.encoder_context, **arch)
     self.quant_conv = nn.Conv(self.latent_dim, (1, 1))
     if self.quantizer_type == "fsq":
       self.quantizer = FiniteScalarQuantizer(levels=tuple(self.fsq_levels))
@@ -107,7 +108,9 @@ def build_tokenizer(tok: ml_collections.ConfigDict) -> VQGAN:
       embed_dim=int(tok.embed_dim), fsq_levels=tuple(int(l) for l in tok.fsq_levels),
       beta=float(tok.beta), l2_normalize=bool(tok.l2_normalize), ema=bool(tok.ema),
       ema_decay=float(tok.ema_decay), usage_decay=float(tok.get("usage_decay", 0.95)),
-      dropout=float(tok.get("dropout", 0.0)))
+      dropout=float(tok.get("dropout", 0.0)),
+      # Exports written before the option existed used taming's global encoder.
+      encoder_context=str(tok.get("encoder_context", "global")))
 
 
 def codebook_size_of(tok: ml_collections.ConfigDict) -> int:
