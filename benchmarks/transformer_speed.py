@@ -23,6 +23,7 @@ measured in the same process, and the process's peak RSS. Kept short: the machin
 """
 
 import argparse
+import ast
 import dataclasses
 import importlib.util
 import os
@@ -127,11 +128,18 @@ def main():
   parser.add_argument("--sample_steps", type=int, default=20)
   parser.add_argument("--patch", type=int, default=0,
                       help="shapes: pseudo-tokenizer patch (default: the tokenizer's factor)")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="config.transformer override, e.g. --set=num_heads=2 (repeatable)")
   parser.add_argument("--cost_only", action="store_true",
                       help="compile and report XLA FLOPs only (no timing)")
   args = parser.parse_args()
 
   tr, layout, tokenizer = setup(args.size, args.patch)
+  for pair in args.set:
+    key, sep, value = pair.partition("=")
+    if not sep or key not in tr:
+      raise SystemExit(f"--set {pair!r}: use KEY=VALUE with a config.transformer key")
+    tr[key] = ast.literal_eval(value) if value[:1].isdigit() or value[:1] in "([-" else value
   model = make_model(tr, layout)
   settings = step_lib.settings_from_config(tr)
   tx = step_lib.build_optimizer(tr, 1000)
@@ -145,7 +153,8 @@ def main():
   frozen = (tokenizer, None)
   dense = matmul_flops_per_second()
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, size={args.size}, "
-        f"batch={args.batch}, S={layout.seq_len}, width={tr.width}, depth={tr.depth}")
+        f"batch={args.batch}, S={layout.seq_len}, width={tr.width}, depth={tr.depth}, "
+        f"heads={tr.num_heads}")
   print(f"dense fp32 matmul 1130x768x3072: {dense / 1e9:.1f} GFLOP/s")
 
   for variant in args.variants.split(","):

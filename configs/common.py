@@ -112,6 +112,9 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"
   # Embedding init std (MMVID: 1.0 on a pretrained CLIP trunk; 0.02 trains better from scratch).
   tr.embed_init_std = 0.02
+  # Video axial position tables start as N(0, std) ("normal", MMVID) or as a 3-D sin-cos code
+  # ("sincos": neighbours start similar, docs/transformer.md).
+  tr.position_init = "normal"
   # Control slots: each is "<source>:<erasing mode>"; none = text only.
   tr.controls = ()
   # One [SEP] after each control slot (MMVID's insert_sep, used for Shapes dependent).

@@ -130,6 +130,9 @@ MEANINGS = {
     "transformer.text_encoder": "`learned` embeddings, or the frozen MiniLM: `bert_pooled` or "
                                 "`bert_tokens`",
     "transformer.embed_init_std": "embedding initialisation std",
+    "transformer.position_init": "video axial position tables start as 'normal' (MMVID: N(0, "
+                                 "embed_init_std)) or 'sincos' (a 3-D sin-cos code, neighbours "
+                                 "similar; still learned)",
     "transformer.controls": "control slots, each `'<source>:<erasing mode>'`; sources "
                             "first_frame, random_frame, background, same_color, same_shape; modes "
                             "keep, mask_8x8, face_8x8, centre_8x8, shape_4x4, drop",

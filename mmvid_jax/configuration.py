@@ -299,6 +299,7 @@ def _check_transformer(config: ml_collections.ConfigDict) -> None:
   _one_of("transformer", "lr_schedule", tr.lr_schedule, ("log_warmup", "cosine", "constant"))
   _one_of("transformer", "negatives", tr.get("negatives", "all"), ("all", "split"))
   _one_of("transformer", "attention", tr.get("attention", "auto"), ("auto", "xla", "cudnn"))
+  _one_of("transformer", "position_init", tr.get("position_init", "normal"), ("normal", "sincos"))
   if tr.text_encoder != "learned" and config.data.text_tokenizer != "bert":
     raise ConfigError("transformer.text_encoder", f"{tr.text_encoder!r} reads BERT WordPiece ids "
                       f"but data.text_tokenizer is {config.data.text_tokenizer!r}",

@@ -152,3 +152,24 @@ def test_log_warmup_schedule_matches_deepspeed():
   np.testing.assert_allclose(schedule(90000), 1e-4, rtol=1e-6)
   cosine = losses.make_schedule("cosine", 1e-3, 10, 100, 1e-6)
   assert float(cosine(10)) == pytest.approx(1e-3) and float(cosine(100)) == pytest.approx(1e-6)
+
+
+def test_sincos_position_init_makes_neighbours_similar_and_stays_learned():
+  from mmvid_jax.transformer import embeddings
+  layout = Layout(16, 30, 4, 4, 6, 6)
+  module = embeddings.VideoPositions(layout, 48, 0.02, "sincos")
+  params = module.init(jax.random.key(0))
+  table = np.asarray(module.apply(params)).reshape(4, 6, 6, 48)
+  # Each axis lives in its own third of the channels.
+  assert np.abs(np.asarray(nn.unbox(params["params"]["t"]))[..., 16:]).max() == 0.0
+  assert np.abs(np.asarray(nn.unbox(params["params"]["x"]))[..., :32]).max() == 0.0
+  np.testing.assert_allclose(table.std(), 0.02, rtol=0.5)
+  def cosine(a, b):
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+  centre = table[1, 2, 2]
+  assert cosine(centre, table[1, 2, 3]) > cosine(centre, table[1, 2, 5])
+  assert cosine(centre, table[1, 3, 2]) > cosine(centre, table[1, 5, 2])
+  assert cosine(centre, table[2, 2, 2]) > cosine(centre, table[3, 2, 2])
+  assert len(jax.tree_util.tree_leaves(params)) == 3  # the tables remain parameters
+  with pytest.raises(ValueError, match="position_init"):
+    embeddings.VideoPositions(layout, 48, 0.02, "rope").init(jax.random.key(0))

@@ -79,18 +79,58 @@ class ControlPositions(nn.Module):
     return (rows + cols).reshape(self.layout.num_controls, h * w, self.width)
 
 
+POSITION_INITS = ("normal", "sincos")
+
+
+def sincos_axis_init(axis: int, num_axes: int, std: float):
+  """Initializer for one learned axial table: sin/cos of the position along `axis` in the
+  axis's own third (of `num_axes`) of the channels, zeros elsewhere, scaled to std `std`.
+
+  The sum of the tables is then a 3-D sin-cos code in which nearby positions start out similar,
+  so attention can favour neighbours from the first step instead of discovering locality.
+  """
+  def init(key, shape, dtype=jnp.float32):
+    del key
+    length, width = shape[axis], shape[-1]
+    band = width // num_axes
+    pairs = max(1, band // 2)
+    positions = jnp.arange(length, dtype=jnp.float32)[:, None]
+    frequencies = 1.0 / (length ** (jnp.arange(pairs, dtype=jnp.float32) / pairs))
+    angles = positions * frequencies[None] * jnp.pi / 2
+    code = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)[:, :band]
+    values = jnp.zeros((length, width), jnp.float32).at[:, axis * band:axis * band + code.shape[1]]
+    values = values.set(code) * (std * jnp.sqrt(float(num_axes)))
+    view = [1] * len(shape)
+    view[axis], view[-1] = length, width
+    return values.reshape(view).astype(dtype)
+  return init
+
+
 class VideoPositions(nn.Module):
-  """3-D summed axial table A_t[t] + A_y[y] + A_x[x] -> (N, d), frame-major then raster."""
+  """3-D summed axial table A_t[t] + A_y[y] + A_x[x] -> (N, d), frame-major then raster.
+
+  `position_init` "normal" is MMVID's N(0, std); "sincos" starts the same learned tables from
+  a 3-D sin-cos code (see `sincos_axis_init`)."""
   layout: Layout
   width: int
   init_std: float = 0.02
+  position_init: str = "normal"
 
   @nn.compact
   def __call__(self) -> Array:
+    if self.position_init not in POSITION_INITS:
+      raise ValueError(f"unknown position_init {self.position_init!r}; use one of {POSITION_INITS}")
     t, h, w = self.layout.num_frames, self.layout.latent_height, self.layout.latent_width
-    axis_t = table(self, "t", (t, 1, 1, self.width), (None, None, None, "embed"), self.init_std)
-    axis_y = table(self, "y", (1, h, 1, self.width), (None, None, None, "embed"), self.init_std)
-    axis_x = table(self, "x", (1, 1, w, self.width), (None, None, None, "embed"), self.init_std)
+    axes = (None, None, None, "embed")
+
+    def axial(name, axis, shape):
+      init = (sincos_axis_init(axis, 3, self.init_std) if self.position_init == "sincos"
+              else embed_init(self.init_std))
+      return self.param(name, nn.with_logical_partitioning(init, axes), shape)
+
+    axis_t = axial("t", 0, (t, 1, 1, self.width))
+    axis_y = axial("y", 1, (1, h, 1, self.width))
+    axis_x = axial("x", 2, (1, 1, w, self.width))
     return (axis_t + axis_y + axis_x).reshape(t * h * w, self.width)
 
 

@@ -40,6 +40,7 @@ class MMVIDTransformer(nn.Module):
   text_encoder: str = "learned"
   separate_control_embedding: bool = False
   embed_init_std: float = 0.02
+  position_init: str = "normal"  # video axial tables: "normal" (MMVID) | "sincos"
   dtype: Any = jnp.float32
   attention: str = "auto"  # "auto" | "xla" | "cudnn" (layers.attention_path)
 
@@ -55,7 +56,7 @@ class MMVIDTransformer(nn.Module):
       if self.separate_control_embedding:
         self.control_emb = self.param("control_emb", axes, (layout.video_vocab_size, width))
       self.control_positions = emb_lib.ControlPositions(layout, width, std)
-    self.video_positions = emb_lib.VideoPositions(layout, width, std)
+    self.video_positions = emb_lib.VideoPositions(layout, width, std, self.position_init)
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
                        self.scan_layers, self.remat, self.dtype, self.attention)
     self.video_head = Head(layout.codebook_size, "vocab", self.dtype)
@@ -148,6 +149,7 @@ class ARTVTransformer(nn.Module):
   scan_layers: bool = False
   remat: bool = False
   embed_init_std: float = 0.02
+  position_init: str = "normal"  # video axial tables: "normal" (MMVID) | "sincos"
   dtype: Any = jnp.float32
   attention: str = "auto"  # "auto" | "xla" | "cudnn" (layers.attention_path)
 
@@ -160,7 +162,7 @@ class ARTVTransformer(nn.Module):
     if layout.num_controls:
       self.control_emb = self.param("control_emb", axes, (layout.video_vocab_size, width))
       self.control_positions = emb_lib.ControlPositions(layout, width, std)
-    self.video_positions = emb_lib.VideoPositions(layout, width, std)
+    self.video_positions = emb_lib.VideoPositions(layout, width, std, self.position_init)
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
                        self.scan_layers, self.remat, self.dtype, self.attention)
     self.text_head = Head(layout.text_table_size, "vocab", self.dtype)
@@ -238,6 +240,7 @@ def model_kwargs(tr_config) -> dict:
               activation=str(tr_config.activation), dropout=float(tr_config.dropout),
               scan_layers=bool(tr_config.scan_layers), remat=bool(tr_config.remat),
               embed_init_std=float(tr_config.get("embed_init_std", 0.02)),
+              position_init=str(tr_config.get("position_init", "normal")),
               attention=str(tr_config.get("attention", "auto")))
 
 
