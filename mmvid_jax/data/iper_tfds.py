@@ -11,12 +11,9 @@ Nothing is downloaded: `manual_dir` is the user's copy of iPER (layouts in `iper
 """
 
 import dataclasses
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-from etils import epath  # noqa: E402
+# First: it sets the TensorFlow logging environment before TFDS imports TensorFlow.
+from mmvid_jax.data import tfds_base  # isort: skip
 import numpy as np  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
@@ -49,24 +46,15 @@ def builder_config(data_config) -> IperConfig:
                     description="iPER videos cut into clips, decoded with imageio/ffmpeg.")
 
 
-class Iper(tfds.core.GeneratorBasedBuilder):
+class Iper(tfds_base.ManualDirBuilder):
   """iPER person videos (text -> video, MMVID's setting)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass your folder of " + iper_data.LAYOUT + " as manual_dir."
 
   def __init__(self, *, manual_dir: str = "", num_workers: int = 0, **kwargs):
-    self._manual_dir, self._num_workers = manual_dir, num_workers
     self.skipped = frame_folders.Skipped("iper")
-    super().__init__(**kwargs)
+    super().__init__(manual_dir=manual_dir, num_workers=num_workers, **kwargs)
 
-  # TFDS looks up the builder's source file through `importlib_resources`, which is not in
-  # the pinned environment; point it at this file directly.
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    return epath.Path(__file__)
 
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config

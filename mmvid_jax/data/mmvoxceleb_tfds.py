@@ -19,11 +19,9 @@ import dataclasses
 import hashlib
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# First: it sets the TensorFlow logging environment before TFDS imports TensorFlow.
+from mmvid_jax.data import tfds_base  # isort: skip
 from absl import logging  # noqa: E402
-from etils import epath  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
@@ -67,25 +65,18 @@ def builder_config(data_config) -> MmVoxCelebConfig:
       description="Multimodal VoxCeleb frames, masks, drawings.")
 
 
-class Mmvoxceleb(tfds.core.GeneratorBasedBuilder):
+class Mmvoxceleb(tfds_base.ManualDirBuilder):
   """Multimodal VoxCeleb (MMVID): frames, PCFG captions, labels, masks, drawings."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the folder holding " + vox.LAYOUT + " as manual_dir."
 
   def __init__(self, *, manual_dir: str = "", num_workers: int = 0, **kwargs):
-    self._manual_dir, self._num_workers = manual_dir, num_workers
     self.skipped = {"no_label": 0, "bad_label": 0, "no_frames": 0, "no_text": 0,
                     "unreadable": 0, "too_short": 0, "bad_control_frames": 0}
     # Kept clips without mask / drawing frames: the modes that need them leave them out.
     self.without = {"mask": 0, "draw": 0}
-    super().__init__(**kwargs)
+    super().__init__(manual_dir=manual_dir, num_workers=num_workers, **kwargs)
 
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    return epath.Path(__file__)
 
   def _info(self) -> tfds.core.DatasetInfo:
     s = self.builder_config.image_size

@@ -22,11 +22,9 @@ through the environment, since `tfds build` passes no builder arguments):
 import dataclasses
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# First: it sets the TensorFlow logging environment before TFDS imports TensorFlow.
+from mmvid_jax.data import tfds_base  # isort: skip
 from absl import logging  # noqa: E402
-from etils import epath  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
@@ -76,10 +74,9 @@ def config_name(data_config) -> str:
   return config if isinstance(config, str) else config.name
 
 
-class Mugen(tfds.core.GeneratorBasedBuilder):
+class Mugen(tfds_base.ManualDirBuilder):
   """MUGEN (Hayes et al., 2022): CoinRun gameplay clips with auto and manual captions."""
 
-  VERSION = tfds.core.Version("1.0.0")
   BUILDER_CONFIGS = list(STANDARD_CONFIGS)
   RELEASE_NOTES = {"1.0.0": "First release: frames rendered with mmvid_jax.data.mugen_render."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
@@ -90,16 +87,9 @@ class Mugen(tfds.core.GeneratorBasedBuilder):
                num_workers: int = 0, **kwargs):
     self._asset_dir = asset_dir or os.environ.get(ENV_ASSET_DIR, "")
     self._root_dir = root_dir or os.environ.get(ENV_ROOT_DIR, "")
-    self._manual_dir, self._num_workers = manual_dir, num_workers
     self._use_beam = False
-    super().__init__(**kwargs)
+    super().__init__(manual_dir=manual_dir, num_workers=num_workers, **kwargs)
 
-  # TFDS looks up the builder's source file through `importlib_resources`, which is not in
-  # the pinned environment; point it at this file directly.
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    return epath.Path(__file__)
 
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config

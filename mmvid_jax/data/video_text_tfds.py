@@ -13,11 +13,9 @@ Nothing is downloaded: `manual_dir` is the user's folder (layout in `video_text_
 import dataclasses
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# First: it sets the TensorFlow logging environment before TFDS imports TensorFlow.
+from mmvid_jax.data import tfds_base  # isort: skip
 from absl import logging  # noqa: E402
-from etils import epath  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
@@ -52,25 +50,16 @@ def builder_config(data_config) -> VideoTextConfig:
       description="A folder of captioned videos, decoded with imageio/ffmpeg.")
 
 
-class VideoText(tfds.core.GeneratorBasedBuilder):
+class VideoText(tfds_base.ManualDirBuilder):
   """A user's folder of videos with captions (text -> video)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = ("Pass your folder of " + video_text_data.LAYOUT +
                                   " as config.data.manual_dir.")
 
   def __init__(self, *, manual_dir: str = "", num_workers: int = 0, **kwargs):
-    self._manual_dir, self._num_workers = manual_dir, num_workers
     self.skipped = {"no_caption": 0, "unreadable": 0, "too_short": 0}
-    super().__init__(**kwargs)
+    super().__init__(manual_dir=manual_dir, num_workers=num_workers, **kwargs)
 
-  # TFDS looks up the builder's source file through `importlib_resources`, which is not in
-  # the pinned environment; point it at this file directly.
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    return epath.Path(__file__)
 
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config
