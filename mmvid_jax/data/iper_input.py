@@ -107,7 +107,6 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   """Iterator of numpy batches (per-process batch = batch_size / process count)."""
   check(config, split)
   process_index, process_count = pipeline.process_share(batch_size, process_index, process_count)
-  import tensorflow_datasets as tfds
   from mmvid_jax.data import iper_tfds
   tokenizer = text.get_text_tokenizer(config, workdir)
   tf = pipeline.import_tensorflow()
@@ -118,23 +117,10 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   stored = "validation" if split == "test" else split
 
   builder = iper_tfds.built_builder(config, workdir)
-  if stored not in builder.info.splits:
-    raise UserError(f"the iper dataset has no {stored!r} split (no usable clip fell in it). "
-                    f"Fix: add videos to {config.data.manual_dir!r} and rebuild.")
-  count = builder.info.splits[stored].num_examples
-  if count < process_count:
-    raise UserError(f"the iper {stored} split has {count} clips for {process_count} "
-                    "processes. Fix: add videos to that split.")
-  local_split = tfds.even_splits(stored, n=process_count, drop_remainder=False)[process_index]
-  read_config = tfds.ReadConfig(shuffle_seed=int(config.seed), try_autocache=False,
-                                interleave_cycle_length=16 if training else 1,
-                                enable_ordering_guard=not training)
-  ds = builder.as_dataset(split=local_split, shuffle_files=training, read_config=read_config,
-                          decoders={"video": tfds.decode.SkipDecoding()})
-  if training:
-    if int(config.data.shuffle_buffer) > 1:
-      ds = ds.shuffle(int(config.data.shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat()
+  ds = pipeline.read_tfds_split(
+      builder, stored, config, training=training, process_index=process_index,
+      process_count=process_count, shuffle_seed=seed,
+      missing_fix=f"add videos to {config.data.manual_dir!r} and rebuild.")
   element = _element_fn(config, builder.info.features["video"].decode_example, sources,
                         training, training and split == "train", seed)
   ds = ds.enumerate().skip(int(start_step) * local_batch)

@@ -110,38 +110,23 @@ def motion_color(controls: np.ndarray, motion_slots, rng: np.random.Generator,
 
 
 def _tfds_stream(config, split, workdir, training, process_index, process_count, seed, sources):
-  import tensorflow_datasets as tfds
   from mmvid_jax.data import mmvoxceleb_tfds
   tf = pipeline.import_tensorflow()
   builder = mmvoxceleb_tfds.built_builder(config, workdir)
-  if split not in builder.info.splits:
-    raise UserError(f"the mmvoxceleb dataset has no {split!r} split (no pid fell in it). Fix: "
-                    "change config.data.split_fractions and rebuild (a new fraction gives a new "
-                    "builder config).")
-  count = builder.info.splits[split].num_examples
-  if count < process_count:
-    raise UserError(f"the mmvoxceleb {split} split has {count} clips for {process_count} "
-                    "processes. Fix: give that split a larger fraction.")
-  local_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
-  read_config = tfds.ReadConfig(shuffle_seed=int(config.seed), try_autocache=False,
-                                interleave_cycle_length=16 if training else 1,
-                                enable_ordering_guard=not training)
-  ds = builder.as_dataset(split=local_split, shuffle_files=training, read_config=read_config,
-                          decoders={k: tfds.decode.SkipDecoding() for k in _IMAGE_KEYS})
   features = builder.info.features
   needed = sorted({_NEEDS[s] for s in sources if s in _NEEDS})
-  if needed:  # A clip without that modality cannot feed this mode.
-    def has_all(example):
-      ok = tf.constant(True)
-      for key in needed:
-        ok = tf.logical_and(ok, tf.shape(features[key].decode_example(example[key]))[0] > 0)
-      return ok
-    ds = ds.filter(has_all)
-  if training:
-    buffer = int(config.data.shuffle_buffer)
-    if buffer > 1:
-      ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat()
+
+  def has_all(example):  # A clip without that modality cannot feed this mode.
+    ok = tf.constant(True)
+    for key in needed:
+      ok = tf.logical_and(ok, tf.shape(features[key].decode_example(example[key]))[0] > 0)
+    return ok
+
+  ds = pipeline.read_tfds_split(
+      builder, split, config, training=training, process_index=process_index,
+      process_count=process_count, shuffle_seed=seed, skip_decoding=_IMAGE_KEYS,
+      missing_fix="change config.data.split_fractions and rebuild (a new fraction gives a new "
+                  "builder config).", keep=has_all if needed else None)
   return ds, features
 
 

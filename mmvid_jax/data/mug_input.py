@@ -47,7 +47,6 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   """Iterator of numpy batches (per-process batch = batch_size / process count)."""
   check(config, split)
   process_index, process_count = pipeline.process_share(batch_size, process_index, process_count)
-  import tensorflow_datasets as tfds
   from mmvid_jax.data import mug_tfds
   tokenizer = text.get_text_tokenizer(config, workdir)
   tf = pipeline.import_tensorflow()
@@ -57,24 +56,11 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   seed = int(config.seed) * 1_000_003 + process_index
 
   builder = mug_tfds.built_builder(config, workdir)
-  if split not in builder.info.splits:
-    raise UserError(f"the mug dataset has no {split!r} split (no subject with a usable take "
-                    f"fell in it). Fix: add subjects to {config.data.manual_dir!r} and rebuild, "
-                    "or change config.data.split_fractions.")
-  count = builder.info.splits[split].num_examples
-  if count < process_count:
-    raise UserError(f"the mug {split} split has {count} takes for {process_count} processes. "
-                    "Fix: add subjects to that split.")
-  local_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
-  read_config = tfds.ReadConfig(shuffle_seed=int(config.seed), try_autocache=False,
-                                interleave_cycle_length=16 if training else 1,
-                                enable_ordering_guard=not training)
-  ds = builder.as_dataset(split=local_split, shuffle_files=training, read_config=read_config,
-                          decoders={"video": tfds.decode.SkipDecoding()})
-  if training:
-    if int(config.data.shuffle_buffer) > 1:
-      ds = ds.shuffle(int(config.data.shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat()
+  ds = pipeline.read_tfds_split(
+      builder, split, config, training=training, process_index=process_index,
+      process_count=process_count, shuffle_seed=seed, unit="takes",
+      missing_fix=f"add subjects to {config.data.manual_dir!r} and rebuild, or change "
+                  "config.data.split_fractions.")
   decode_video = builder.info.features["video"].decode_example
 
   def pick_caption(index, example):

@@ -49,20 +49,17 @@ def check(config, split: str = "train") -> None:
 
 
 def _tfds_elements(config, split, workdir, training, process_index, process_count, seed):
-  import tensorflow_datasets as tfds
   from mmvid_jax.data import mugen_tfds
+  from mmvid_jax.data import pipeline
   tf = _tf()
   d = config.data
   builder = mugen_tfds.built_builder(config, workdir)
-  local_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
-  read_config = tfds.ReadConfig(shuffle_seed=int(config.seed), try_autocache=False,
-                                interleave_cycle_length=16 if training else 1)
-  ds = builder.as_dataset(split=local_split, shuffle_files=training, read_config=read_config,
-                          decoders={"video": tfds.decode.SkipDecoding()})
-  if d.text_source == "manual":
-    ds = ds.filter(lambda x: tf.size(x["captions"]) > 1)
-  if training:
-    ds = ds.shuffle(int(d.shuffle_buffer), seed=seed, reshuffle_each_iteration=True).repeat()
+  with_manual_caption = lambda x: tf.size(x["captions"]) > 1
+  ds = pipeline.read_tfds_split(
+      builder, split, config, training=training, process_index=process_index,
+      process_count=process_count, shuffle_seed=seed,
+      missing_fix="check that the split file lists clips that exist, and rebuild.",
+      keep=with_manual_caption if d.text_source == "manual" else None)
   video_feature = builder.info.features["video"]
   text_source = str(d.text_source)
 

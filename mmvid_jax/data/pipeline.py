@@ -93,25 +93,49 @@ def _split_size(config, split: str) -> int:
               "test": config.data.num_test}[split])
 
 
-def _tfds_source(config, split, workdir, training, process_index, process_count):
-  """Raw TFDS examples (image tensors still zlib-encoded) and their decode function."""
+def read_tfds_split(builder, split: str, config, *, training: bool, process_index: int,
+                    process_count: int, shuffle_seed: int, skip_decoding=("video",),
+                    unit: str = "clips", missing_fix: str = "", keep=None):
+  """This process's share of a built TFDS split, as raw examples.
+
+  Features named in `skip_decoding` stay encoded (decode them in the element map, in parallel).
+  `keep` (example -> bool tensor) drops examples before shuffling. Training interleaves the
+  shards, shuffles with `config.data.shuffle_buffer` and repeats; otherwise the stored order.
+  A missing split or one with fewer examples than processes is a UserError.
+  """
   import tensorflow_datasets as tfds
-  from mmvid_jax.data import shapes_tfds
   import_tensorflow()  # Hide accelerators before TFDS starts TensorFlow.
-  builder = shapes_tfds.built_builder(config, workdir)
+  if split not in builder.info.splits:
+    raise UserError(f"the {builder.name} dataset has no {split!r} split (no usable {unit} fell "
+                    f"in it). Fix: {missing_fix or 'add data for that split and rebuild.'}")
+  count = builder.info.splits[split].num_examples
+  if count < process_count:
+    raise UserError(f"the {builder.name} {split} split has {count} {unit} for {process_count} "
+                    f"processes. Fix: add {unit} to that split.")
   local_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
-  # Stored in clip order; training reads shards interleaved and shuffles on top.
   read_config = tfds.ReadConfig(shuffle_seed=int(config.seed), try_autocache=False,
                                 interleave_cycle_length=16 if training else 1,
                                 enable_ordering_guard=not training)
-  skip = {key: tfds.decode.SkipDecoding() for key in ("video",) + _IMAGE_KEYS}
-  ds = builder.as_dataset(split=local_split, shuffle_files=training, decoders=skip,
-                          read_config=read_config)
+  ds = builder.as_dataset(split=local_split, shuffle_files=training, read_config=read_config,
+                          decoders={key: tfds.decode.SkipDecoding() for key in skip_decoding})
+  if keep is not None:
+    ds = ds.filter(keep)
   if training:
     if int(config.data.shuffle_buffer) > 1:
-      ds = ds.shuffle(int(config.data.shuffle_buffer), seed=int(config.seed) + process_index,
+      ds = ds.shuffle(int(config.data.shuffle_buffer), seed=shuffle_seed,
                       reshuffle_each_iteration=True)
     ds = ds.repeat()
+  return ds
+
+
+def _tfds_source(config, split, workdir, training, process_index, process_count):
+  """Raw TFDS examples (image tensors still zlib-encoded) and their decode function."""
+  from mmvid_jax.data import shapes_tfds
+  import_tensorflow()  # Hide accelerators before TFDS starts TensorFlow.
+  builder = shapes_tfds.built_builder(config, workdir)
+  ds = read_tfds_split(builder, split, config, training=training, process_index=process_index,
+                       process_count=process_count, shuffle_seed=int(config.seed) + process_index,
+                       skip_decoding=("video",) + _IMAGE_KEYS)
   features = builder.info.features
 
   def decode(example):

@@ -36,30 +36,14 @@ def check(config, split: str = "train") -> None:
 
 
 def _tfds_elements(config, split, workdir, training, process_index, process_count, seed):
-  import tensorflow_datasets as tfds
   from mmvid_jax.data import video_text_tfds
   tf = pipeline.import_tensorflow()
   builder = video_text_tfds.built_builder(config, workdir)
-  if split not in builder.info.splits:
-    raise UserError(f"the video_text dataset has no {split!r} split (no usable video fell in "
-                    "it). Fix: add videos (or a folder for that split) to "
-                    f"{config.data.manual_dir!r} and rebuild, or change "
-                    "config.data.split_fractions.")
-  count = builder.info.splits[split].num_examples
-  if count < process_count:
-    raise UserError(f"the video_text {split} split has {count} videos for {process_count} "
-                    "processes. Fix: add videos to that split.")
-  local_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
-  read_config = tfds.ReadConfig(shuffle_seed=int(config.seed), try_autocache=False,
-                                interleave_cycle_length=16 if training else 1,
-                                enable_ordering_guard=not training)
-  ds = builder.as_dataset(split=local_split, shuffle_files=training, read_config=read_config,
-                          decoders={"video": tfds.decode.SkipDecoding()})
-  if training:
-    buffer = int(config.data.shuffle_buffer)
-    if buffer > 1:
-      ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat()
+  ds = pipeline.read_tfds_split(
+      builder, split, config, training=training, process_index=process_index,
+      process_count=process_count, shuffle_seed=seed, unit="videos",
+      missing_fix=f"add videos (or a folder for that split) to {config.data.manual_dir!r} and "
+                  "rebuild, or change config.data.split_fractions.")
   video_feature = builder.info.features["video"]
 
   def pick_caption(index, example):
