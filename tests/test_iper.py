@@ -263,4 +263,4 @@ def test_tiny_config_trains_tokenizer_and_transformer(tmp_path):
   tokenizer_stage.run(config, workdir)
   transformer_stage.run(config, workdir)
   assert transformer_stage.is_complete(config, workdir)
-  assert frame_folders.tfds_is_built(iper_tfds.get_builder(config, workdir))
+  assert iper_tfds.is_built(config, workdir)

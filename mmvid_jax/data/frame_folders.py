@@ -1,5 +1,5 @@
 """Shared by the iPER and MUG readers: finding videos and frame folders, cutting clips,
-counting what is skipped, and the TFDS builder plumbing both datasets use.
+counting what is skipped.
 
 A *source* is a video file (`video_text_data.VIDEO_EXTENSIONS`) or a *frame folder*: a
 folder holding image files (`.png`, `.jpg`, `.jpeg`, any case) and no subfolder. Frames are
@@ -126,29 +126,3 @@ def default_workers(requested: int) -> int:
     return max(1, len(os.sched_getaffinity(0)))
   except AttributeError:
     return max(1, os.cpu_count() or 1)
-
-
-# TFDS plumbing shared by the iPER and MUG builders.
-
-
-def tfds_data_dir(config, workdir: str) -> str:
-  return config.data.data_dir or os.path.join(workdir, "tfds")
-
-
-def tfds_is_built(builder) -> bool:
-  return os.path.exists(os.path.join(builder.data_dir, "dataset_info.json"))
-
-
-def tfds_build(builder, manual_dir: str):
-  import tensorflow_datasets as tfds
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, try_download_gcs=False))
-  logging.info("TFDS %s/%s ready in %s", builder.name, builder.builder_config.name,
-               builder.data_dir)
-  return builder
-
-
-def unbuilt_error(dataset: str, config_name: str, data_dir: str) -> UserError:
-  return UserError(f"{data_dir!r} holds no {dataset}/{config_name} dataset. Fix: run the data "
-                   "stage with this config (--config.stage=data) or point "
-                   "--config.data.data_dir at the folder where it was built.")

@@ -123,26 +123,19 @@ class Mug(tfds_base.ManualDirBuilder):
 
 
 def get_builder(config, workdir: str) -> Mug:
-  from mmvid_jax.data.pipeline import import_tensorflow
-  import_tensorflow()  # Accelerators hidden and TFDS's per-open notices dropped.
-  d = config.data
-  return Mug(config=builder_config(d), data_dir=frame_folders.tfds_data_dir(config, workdir),
-             manual_dir=d.manual_dir, num_workers=int(d.get("build_workers", 0)))
+  return tfds_base.make_builder(Mug, builder_config(config.data), config, workdir)
 
 
 def is_built(config, workdir: str) -> bool:
-  return frame_folders.tfds_is_built(get_builder(config, workdir))
+  return tfds_base.is_built(get_builder(config, workdir))
 
 
 def build(config, workdir: str) -> Mug:
   """Decodes and writes the dataset (no-op when already there)."""
   frame_folders.check_root("MUG", config.data.manual_dir, mug_data.LAYOUT)
-  return frame_folders.tfds_build(get_builder(config, workdir), config.data.manual_dir)
+  return tfds_base.build(get_builder(config, workdir), config.data.manual_dir)
 
 
 def built_builder(config, workdir: str) -> Mug:
   """The builder of an already built dataset, or a clear UserError saying how to build it."""
-  if not is_built(config, workdir):
-    raise frame_folders.unbuilt_error("mug", builder_config(config.data).name,
-                                      frame_folders.tfds_data_dir(config, workdir))
-  return get_builder(config, workdir)
+  return tfds_base.require_built(get_builder(config, workdir))

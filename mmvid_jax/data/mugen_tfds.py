@@ -151,19 +151,17 @@ class Mugen(tfds_base.ManualDirBuilder):
 
 
 def data_dir(config, workdir: str) -> str:
-  return config.data.data_dir or os.path.join(workdir, "tfds")
+  return tfds_base.data_dir(config, workdir)
 
 
 def get_builder(config, workdir: str) -> Mugen:
   d = config.data
-  return Mugen(config=builder_config(d), data_dir=data_dir(config, workdir),
-               asset_dir=d.asset_dir, root_dir=d.get("root_dir", ""), manual_dir=d.manual_dir,
-               num_workers=int(d.get("build_workers", 0)))
+  return tfds_base.make_builder(Mugen, builder_config(d), config, workdir, asset_dir=d.asset_dir,
+                                root_dir=d.get("root_dir", ""))
 
 
 def is_built(config, workdir: str) -> bool:
-  builder = get_builder(config, workdir)
-  return os.path.exists(os.path.join(builder.data_dir, "dataset_info.json"))
+  return tfds_base.is_built(get_builder(config, workdir))
 
 
 def build(config, workdir: str) -> Mugen:
@@ -173,24 +171,13 @@ def build(config, workdir: str) -> Mugen:
   direct_running_mode=multi_processing`), the build runs as an Apache Beam pipeline.
   """
   beam_options = mugen_beam.pipeline_options(config.data.get("beam_pipeline_options", ""))
-  builder = get_builder(config, workdir)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=config.data.manual_dir, try_download_gcs=False, beam_options=beam_options))
-  logging.info("TFDS mugen/%s ready in %s", builder.builder_config.name, builder.data_dir)
-  return builder
+  return tfds_base.build(get_builder(config, workdir), config.data.manual_dir, beam_options)
 
 
 def built_builder(config, workdir: str) -> Mugen:
   """The builder of an already built dataset, or a clear UserError saying how to build it."""
-  if not is_built(config, workdir):
-    name = config_name(config.data)
-    raise UserError(f"{data_dir(config, workdir)!r} holds no mugen/{name} dataset. Fix: run the "
-                    "data stage with this config (--config.stage=data), point "
-                    "--config.data.data_dir at the folder where it was built, or set "
-                    "--config.data.source=render to render clips on the fly.")
-  return get_builder(config, workdir)
-
-
+  return tfds_base.require_built(get_builder(config, workdir),
+                                 "set --config.data.source=render to render clips on the fly")
 def tfds_build(argv: list[str]) -> None:
   """`tfds build mugen ...` with this builder registered: TFDS's own build command.
 

@@ -130,37 +130,23 @@ def _default_workers(requested: int) -> int:
 
 
 def data_dir(config, workdir: str) -> str:
-  return config.data.data_dir or os.path.join(workdir, "tfds")
+  return tfds_base.data_dir(config, workdir)
 
 
 def get_builder(config, workdir: str) -> VideoText:
-  from mmvid_jax.data.pipeline import import_tensorflow
-  import_tensorflow()  # Accelerators hidden and TFDS's per-open notices dropped.
-  d = config.data
-  return VideoText(config=builder_config(d), data_dir=data_dir(config, workdir),
-                   manual_dir=d.manual_dir, num_workers=int(d.get("build_workers", 0)))
+  return tfds_base.make_builder(VideoText, builder_config(config.data), config, workdir)
 
 
 def is_built(config, workdir: str) -> bool:
-  builder = get_builder(config, workdir)
-  return os.path.exists(os.path.join(builder.data_dir, "dataset_info.json"))
+  return tfds_base.is_built(get_builder(config, workdir))
 
 
 def build(config, workdir: str) -> VideoText:
   """Decodes and writes the dataset (no-op when already there)."""
   video_text_data.check_folder(config.data.manual_dir)
-  builder = get_builder(config, workdir)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=config.data.manual_dir, try_download_gcs=False))
-  logging.info("TFDS video_text/%s ready in %s", builder.builder_config.name, builder.data_dir)
-  return builder
+  return tfds_base.build(get_builder(config, workdir), config.data.manual_dir)
 
 
 def built_builder(config, workdir: str) -> VideoText:
   """The builder of an already built dataset, or a clear UserError saying how to build it."""
-  if not is_built(config, workdir):
-    name = builder_config(config.data).name
-    raise UserError(f"{data_dir(config, workdir)!r} holds no video_text/{name} dataset. Fix: "
-                    "run the data stage with this config (--config.stage=data) or point "
-                    "--config.data.data_dir at the folder where it was built.")
-  return get_builder(config, workdir)
+  return tfds_base.require_built(get_builder(config, workdir))
