@@ -169,8 +169,9 @@ def main():
       step_lib.mmvid_loss = separate_loss
       fn = step_lib.make_train_step(model, layout, settings, jax.random.key(1))
       step_lib.mmvid_loss = original
-    else:
-      fn = step_lib.make_train_step(model, layout, settings, jax.random.key(1))
+    else:  # fused: all negatives, whatever the config's default
+      fn = step_lib.make_train_step(model, layout, dataclasses.replace(settings, negatives="all"),
+                                    jax.random.key(1))
     step = jax.jit(fn, donate_argnums=0)
     compiled = step.lower(state, batch, frozen).compile()
     cost = compiled.cost_analysis()
