@@ -98,8 +98,9 @@ def sincos_axis_init(axis: int, num_axes: int, std: float):
     frequencies = 1.0 / (length ** (jnp.arange(pairs, dtype=jnp.float32) / pairs))
     angles = positions * frequencies[None] * jnp.pi / 2
     code = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)[:, :band]
-    values = jnp.zeros((length, width), jnp.float32).at[:, axis * band:axis * band + code.shape[1]]
-    values = values.set(code) * (std * jnp.sqrt(float(num_axes)))
+    first = axis * band
+    values = jnp.zeros((length, width), jnp.float32).at[:, first:first + code.shape[1]].set(code)
+    values = values * (std * jnp.sqrt(float(num_axes)))
     view = [1] * len(shape)
     view[axis], view[-1] = length, width
     return values.reshape(view).astype(dtype)
