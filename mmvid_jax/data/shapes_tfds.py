@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from mmvid_jax.data import shapes
 from mmvid_jax.data import shapes_generator
+from mmvid_jax.data import tfds_base
 from mmvid_jax.errors import UserError
 
 _ZLIB = tfds.features.Encoding.ZLIB
@@ -100,7 +101,7 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
 
 
 def data_dir(config, workdir: str) -> str:
-  return config.data.data_dir or os.path.join(workdir, "tfds")
+  return tfds_base.data_dir(config, workdir)
 
 
 def get_builder(config, workdir: str) -> Shapes:
@@ -108,8 +109,7 @@ def get_builder(config, workdir: str) -> Shapes:
 
 
 def is_built(config, workdir: str) -> bool:
-  builder = get_builder(config, workdir)
-  return os.path.exists(os.path.join(builder.data_dir, "dataset_info.json"))
+  return tfds_base.is_built(get_builder(config, workdir))
 
 
 def build(config, workdir: str) -> Shapes:

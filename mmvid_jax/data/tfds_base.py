@@ -65,9 +65,10 @@ def build(builder, manual_dir: str, beam_options=None):
 def require_built(builder, extra_fix: str = ""):
   """`builder` when its dataset is built, else a UserError saying how to build it."""
   if not is_built(builder):
+    fixes = ["run the data stage with this config (--config.stage=data)",
+             "point --config.data.data_dir at the folder where it was built"] + (
+                 [extra_fix] if extra_fix else [])
     raise UserError(f"{str(builder.data_dir_root)!r} holds no "
-                    f"{builder.name}/{builder.builder_config.name} dataset. Fix: run the data "
-                    "stage with this config (--config.stage=data)"
-                    f"{', ' if extra_fix else ' or '}point --config.data.data_dir at the folder "
-                    f"where it was built{', or ' + extra_fix if extra_fix else ''}.")
+                    f"{builder.name}/{builder.builder_config.name} dataset. Fix: "
+                    f"{', '.join(fixes[:-1])} or {fixes[-1]}.")
   return builder
