@@ -18,11 +18,16 @@ SXM's dense bf16 tensor-core rate; pass --peak_tflops for another device.
 `--attention` sets the model's `config.transformer.attention`: `xla` the einsum attention,
 `cudnn` one `jax.nn.dot_product_attention` call per block (cuDNN flash attention, padded to a
 multiple of 64; needs a CUDA GPU and bf16: with fp32 the model falls back to einsum), `auto`
-what a training run picks by default.
+what a training run picks by default. `--mask=full` passes MMVID's whole attention mask to the
+fused kernel (the model's earlier behaviour) instead of running it mask-free with the [ST1]/[VID]
+rows recomputed; `--fused_pad` changes the padding multiple (1: none). `--profile=DIR` traces
+3 more steps and prints where the device time goes (per kernel and per XLA op, ms per step).
 Imports only JAX, Flax, optax and ml_collections (no TensorFlow), so it runs on a bare GPU box.
 """
 
 import argparse
+import collections
+import glob
 import importlib.util
 import os
 import sys
@@ -37,6 +42,7 @@ sys.path.insert(0, ROOT)
 
 from flax import linen as nn  # pylint: disable=wrong-import-position
 from mmvid_jax.tokenizer.pseudo import PseudoTokenizer  # pylint: disable=wrong-import-position
+from mmvid_jax.transformer import layers  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import train_step as step_lib  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer.model import count_params  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer.model import make_model  # pylint: disable=wrong-import-position
@@ -71,6 +77,51 @@ def model_flops_per_step(layout: Layout, width: int, depth: int, mlp_dim: int, b
   return 3.0 * batch * (trunk + head)
 
 
+KERNEL_GROUPS = (("attention", ("flash", "fmha", "cudnn", "attn")),
+                 ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "wgmma")),
+                 ("reduction", ("reduce", "reduction")))
+
+
+def kernel_group(name: str) -> str:
+  lower = name.lower()
+  for group, needles in KERNEL_GROUPS:
+    if any(needle in lower for needle in needles):
+      return group
+  return "other"
+
+
+def print_profile(trace_dir: str, steps: int, top: int = 25) -> None:
+  """Sums event durations of the device plane (kernels per stream, and XLA ops) per step."""
+  paths = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
+  if not paths:
+    print(f"profile: no trace written under {trace_dir}")
+    return
+  data = jax.profiler.ProfileData.from_file(sorted(paths)[-1])
+  planes = [p for p in data.planes if p.name.startswith("/device:")] or [
+      p for p in data.planes if p.name == "/host:CPU"]
+  for plane in planes:
+    kernels, ops = collections.Counter(), collections.Counter()
+    for line in plane.lines:
+      target = ops if line.name == "XLA Ops" else kernels
+      if line.name in ("XLA Modules", "Steps", "python") or line.name.startswith("Source"):
+        continue
+      for event in line.events:
+        target[event.name] += event.duration_ns / 1e6 / steps
+    for title, counter in (("kernels", kernels), ("XLA ops", ops)):
+      if not counter:
+        continue
+      total = sum(counter.values())
+      print(f"profile {plane.name} {title}: {total:.1f} ms per step")
+      if title == "kernels":
+        groups = collections.Counter()
+        for name, ms in counter.items():
+          groups[kernel_group(name)] += ms
+        print("  by group: " + ", ".join(f"{g} {ms:.1f} ms ({ms / total:.0%})"
+                                         for g, ms in groups.most_common()))
+      for name, ms in counter.most_common(top):
+        print(f"  {ms:8.2f} ms  {ms / total:5.1%}  {name[:110]}")
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--variant", choices=("default", "tiny"), default="default")
@@ -86,7 +137,17 @@ def main():
                       help="config.transformer.attention: xla = einsum + softmax; cudnn = one "
                            "fused jax.nn.dot_product_attention call; auto = cudnn where it "
                            "applies (CUDA GPU, bf16/fp16), else xla")
+  parser.add_argument("--mask", choices=("rows", "full"), default="rows",
+                      help="fused attention: rows = mask-free kernel + [ST1]/[VID] rows on the "
+                           "einsum path (the model's); full = the whole mask to the kernel")
+  parser.add_argument("--fused_pad", type=int, default=layers.FUSED_LENGTH_MULTIPLE,
+                      help="pad fused-attention sequences to a multiple of this (1: no padding)")
+  parser.add_argument("--profile", default="",
+                      help="a folder: trace 3 more steps there and print the device-time breakdown")
   args = parser.parse_args()
+  layers.FUSED_LENGTH_MULTIPLE = args.fused_pad
+  if args.mask == "full":
+    Layout.masked_attention_rows = lambda self: None
   if args.attention == "cudnn" and jax.default_backend() != "gpu":
     parser.error(f"--attention=cudnn needs a CUDA GPU; this machine's backend is "
                  f"{jax.default_backend()} (the model would fall back to einsum)")
@@ -149,7 +210,8 @@ def main():
   print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}")
   print(f"config: mugen {args.variant}, {count_params(state.params) / 1e6:.1f}M params, "
         f"S={layout.seq_len}, batch {args.batch}, {passes} passes/sample, dtype {args.dtype}, "
-        f"remat={bool(tr.remat)}, scan={bool(tr.scan_layers)}, attention {args.attention}; "
+        f"remat={bool(tr.remat)}, scan={bool(tr.scan_layers)}, attention {args.attention} "
+        f"(mask {args.mask}, pad {args.fused_pad}); "
         f"compile {compile_s:.1f} s")
   print(f"step {seconds * 1e3:.1f} ms (median of {args.steps}; min {min(times) * 1e3:.1f} ms) | "
         f"{args.batch * layout.seq_len / seconds:,.0f} tokens/s (B*S) | "
@@ -159,6 +221,12 @@ def main():
   if "peak_bytes_in_use" in stats:
     print(f"peak device memory {stats['peak_bytes_in_use'] / 2**30:.1f} GiB")
   print(f"loss {float(metrics['loss']):.3f}")
+  if args.profile:
+    with jax.profiler.trace(args.profile):
+      for _ in range(3):
+        state, metrics = compiled(state, batch, frozen)
+      jax.block_until_ready(metrics)
+    print_profile(args.profile, 3)
 
 
 if __name__ == "__main__":

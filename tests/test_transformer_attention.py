@@ -64,6 +64,38 @@ def test_full_sequence_with_the_mmvid_mask():
   assert_same_output_and_grads(*qkv(), allowed)
 
 
+def test_mask_free_kernel_with_the_restricted_rows_recomputed():
+  # MMVID's mask restricts [ST1] and [VID] only: the kernel runs without a mask tensor.
+  allowed = jnp.asarray(LAYOUT.attention_allowed())
+  rows = LAYOUT.masked_attention_rows()
+  assert rows == (LAYOUT.st1_index, LAYOUT.vid_index)
+  fused = functools.partial(fused_xla, masked_rows=rows)
+  out, _ = output_and_grads(fused, *qkv(), allowed)
+  unmasked, _ = output_and_grads(functools.partial(fused_xla, masked_rows=()), *qkv(), allowed)
+  # Without the row fix-up the restricted rows differ (the test can fail), the others do not.
+  assert float(jnp.abs(out - unmasked)[:, jnp.asarray(rows)].max()) > 1e-3
+  np.testing.assert_allclose(np.delete(np.asarray(out), rows, axis=1),
+                             np.delete(np.asarray(unmasked), rows, axis=1), atol=ATOL)
+  fused_out, fused_grads = output_and_grads(fused, *qkv(), allowed)
+  einsum_out, einsum_grads = output_and_grads(einsum, *qkv(), allowed)
+  np.testing.assert_allclose(fused_out, einsum_out, atol=ATOL)
+  for a, b in zip(fused_grads, einsum_grads):
+    np.testing.assert_allclose(a, b, atol=ATOL * float(jnp.abs(b).max()))
+
+
+def test_mask_free_kernel_on_a_row_subset():
+  # The pruned last block: queries [REL] (unrestricted) and [VID] (restricted, local row 1).
+  rows = jnp.asarray([LAYOUT.rel_index, LAYOUT.vid_index])
+  q, k, v = qkv()
+  allowed = jnp.asarray(LAYOUT.attention_allowed())[rows]
+  fused = functools.partial(fused_xla, masked_rows=(1,))
+  fused_out, fused_grads = output_and_grads(fused, q[:, rows], k, v, allowed)
+  einsum_out, einsum_grads = output_and_grads(einsum, q[:, rows], k, v, allowed)
+  np.testing.assert_allclose(fused_out, einsum_out, atol=ATOL)
+  for a, b in zip(fused_grads, einsum_grads):
+    np.testing.assert_allclose(a, b, atol=ATOL * float(jnp.abs(b).max()))
+
+
 @pytest.mark.parametrize("mask_shape", [(2, 1), (1, 2)])
 def test_full_sequence_with_a_per_batch_or_per_head_mask(mask_shape):
   s = LAYOUT.seq_len
@@ -131,10 +163,23 @@ def test_selection_rule_on_a_cuda_gpu(monkeypatch):
 @pytest.fixture
 def fused_on_cpu(monkeypatch):
   """Makes the model take the fused path on CPU in fp32 (XLA's kernel) and counts its calls."""
-  calls = []
+
+  class Calls(list):
+    """Query shapes of the fused calls; `masked_rows` holds each call's masked_rows argument."""
+
+    def __init__(self):
+      super().__init__()
+      self.masked_rows = []
+
+    def clear(self):
+      super().clear()
+      self.masked_rows.clear()
+
+  calls = Calls()
 
   def fused(*args, **kwargs):
     calls.append(args[0].shape)
+    calls.masked_rows.append(kwargs.get("masked_rows"))
     return fused_xla(*args, **kwargs)
 
   monkeypatch.setattr(layers, "_cuda_gpu", lambda: True)
@@ -169,6 +214,8 @@ def test_mmvid_model_fused_equals_einsum(fused_on_cpu):
   # Both calls took the fused path: the vocabulary pass at full rows, the 4 negative passes
   # (2 samples x REL, VID) at [REL] and [VID] only.
   assert fused_on_cpu == [(2, LAYOUT.seq_len, 2, 16), (4, 2, 2, 16)]
+  # Mask-free kernel: [ST1] and [VID] are the restricted rows; of the pruned rows, [VID] (row 1).
+  assert fused_on_cpu.masked_rows == [(LAYOUT.st1_index, LAYOUT.vid_index), (1,)]
   np.testing.assert_allclose(value_c, value_x, rtol=1e-5)
   for a, b in zip(out_c, out_x):
     np.testing.assert_allclose(a, b, atol=ATOL)
@@ -197,6 +244,7 @@ def test_artv_prefill_and_decode_fused_equals_einsum(fused_on_cpu):
     return jnp.stack(steps, 1), cache
 
   results = {name: prefill_and_decode(name) for name in models}
+  assert set(fused_on_cpu.masked_rows) == {None}  # causal: the general mask path
   assert fused_on_cpu and all(shape[1] in (1, models["xla"].prefix_len)
                               for shape in fused_on_cpu)
   np.testing.assert_allclose(results["cudnn"][0], results["xla"][0], atol=ATOL)

@@ -64,22 +64,42 @@ def einsum_attention(query: Array, key: Array, value: Array, allowed: Array,
 
 
 def _fused_attention(query: Array, key: Array, value: Array, allowed: Array, *,
+                     masked_rows: tuple[int, ...] | None = None,
                      implementation: str = "cudnn") -> Array:
   """The same attention as one `jax.nn.dot_product_attention` call; (B, Q, H, D) out.
 
-  Sequence lengths are padded to a multiple of 64 (cuDNN's requirement). The mask is `allowed`
-  made 4-D, (B or 1, H or 1, Q, K), as the einsum path broadcasts it; padded keys are never
-  attended and padded query rows see the real keys (no empty rows), then are sliced off.
+  Sequence lengths are padded to a multiple of 64 (cuDNN's requirement).
+  `masked_rows=None`: `allowed` goes to the kernel as a mask made 4-D, (B or 1, H or 1, Q, K), as
+  the einsum path broadcasts it; padded keys are never attended and padded query rows see the
+  real keys (no empty rows), then are sliced off. cuDNN turns a mask into an additive bias that
+  every head reads and, in the backward pass, differentiates (a dbias reduction over batch and
+  heads), which is slow at S = 4163.
+  `masked_rows=(r, ...)` promises that every other query row of `allowed` is all True (MMVID: only
+  [ST1] and [VID] are restricted). The kernel then runs mask-free, padding excluded by sequence
+  lengths alone, and those few rows are recomputed on the einsum path with their mask.
   `implementation="xla"` runs the same padding and masking with XLA's kernel (CPU tests).
   """
   q_len, kv_len = query.shape[1], key.shape[1]
   q_pad, kv_pad = -q_len % FUSED_LENGTH_MULTIPLE, -kv_len % FUSED_LENGTH_MULTIPLE
+  pad = lambda x, n: jnp.pad(x.astype(query.dtype), ((0, 0), (0, n), (0, 0), (0, 0)))
   mask = jnp.asarray(allowed, bool)
   mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+  if masked_rows is not None:
+    lengths = {}
+    if q_pad or kv_pad:
+      batch = query.shape[0]
+      lengths = dict(query_seq_lengths=jnp.full((batch,), q_len, jnp.int32),
+                     key_value_seq_lengths=jnp.full((batch,), kv_len, jnp.int32))
+    out = jax.nn.dot_product_attention(pad(query, q_pad), pad(key, kv_pad), pad(value, kv_pad),
+                                       implementation=implementation, **lengths)[:, :q_len]
+    if not masked_rows:
+      return out
+    rows = jnp.asarray(masked_rows)
+    restricted = einsum_attention(query[:, rows], key, value, mask[:, :, rows], query.dtype)
+    return out.at[:, rows].set(restricted.astype(out.dtype))
   mask = jnp.broadcast_to(mask, mask.shape[:2] + (q_len, kv_len))
   mask = jnp.pad(mask, ((0, 0), (0, 0), (0, q_pad), (0, 0)), constant_values=True)
   mask = jnp.pad(mask, ((0, 0), (0, 0), (0, 0), (0, kv_pad)), constant_values=False)
-  pad = lambda x, n: jnp.pad(x.astype(query.dtype), ((0, 0), (0, n), (0, 0), (0, 0)))
   out = jax.nn.dot_product_attention(pad(query, q_pad), pad(key, kv_pad), pad(value, kv_pad),
                                      mask=mask, implementation=implementation)
   return out[:, :q_len]
@@ -133,6 +153,8 @@ class Attention(nn.Module):
   num_heads: int
   dtype: Any = jnp.float32
   attention: str = "auto"  # "auto" | "xla" | "cudnn", see attention_path
+  # Query rows (of x_q) whose `allowed` row is not all True; None: unknown, any row may be masked.
+  masked_rows: tuple[int, ...] | None = None
 
   @nn.compact
   def __call__(self, x_q: Array, x_kv: Array, allowed: Array,
@@ -154,7 +176,7 @@ class Attention(nn.Module):
       key = jax.lax.dynamic_update_slice(cache[0], key.astype(cache[0].dtype), start)
       value = jax.lax.dynamic_update_slice(cache[1], value.astype(cache[1].dtype), start)
     if attention_path(self.attention, query.dtype, head_dim, query.shape[1]) == "cudnn":
-      out = _fused_attention(query, key, value, allowed)
+      out = _fused_attention(query, key, value, allowed, masked_rows=self.masked_rows)
     else:
       out = einsum_attention(query, key, value, allowed, self.dtype)
     out = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="out",
@@ -190,19 +212,23 @@ class Block(nn.Module):
   dropout: float = 0.0
   dtype: Any = jnp.float32
   attention: str = "auto"
+  masked_rows: tuple[int, ...] | None = None  # see Attention; positions of the full sequence
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache: KVCache | None = None,
                cache_index: Array | None = None, deterministic: bool = True,
                query_rows: tuple[int, ...] | None = None) -> tuple[Array, KVCache]:
     normed = layer_norm("ln1")(x).astype(self.dtype)
+    masked_rows = self.masked_rows
     if query_rows is not None:
       rows = jnp.asarray(query_rows)
       x, normed_q, allowed = x[:, rows], normed[:, rows], allowed[..., rows, :]
+      if masked_rows is not None:
+        masked_rows = tuple(i for i, row in enumerate(query_rows) if row in masked_rows)
     else:
       normed_q = normed
-    attended, kv = Attention(self.num_heads, self.dtype, self.attention, name="attention")(
-        normed_q, normed, allowed, cache, cache_index)
+    attended, kv = Attention(self.num_heads, self.dtype, self.attention, masked_rows,
+                             name="attention")(normed_q, normed, allowed, cache, cache_index)
     x = x + nn.Dropout(self.dropout)(attended, deterministic=deterministic)
     mlp = Mlp(self.mlp_dim, self.activation, self.dropout, self.dtype, name="mlp")(
         layer_norm("ln2")(x).astype(self.dtype), deterministic)
@@ -220,12 +246,13 @@ class _ScanBlock(nn.Module):
   remat: bool
   return_kv: bool
   attention: str = "auto"
+  masked_rows: tuple[int, ...] | None = None
 
   @nn.compact
   def __call__(self, x, cache, allowed, cache_index, deterministic):
     block_cls = nn.remat(Block, static_argnums=(5, 6)) if self.remat else Block
     x, kv = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                      self.attention, name="block")(x, allowed, cache, cache_index, deterministic, None)
+                      self.attention, self.masked_rows, name="block")(x, allowed, cache, cache_index, deterministic, None)
     return x, (kv if self.return_kv else None)
 
 
@@ -247,6 +274,9 @@ class Trunk(nn.Module):
   remat: bool = False
   dtype: Any = jnp.float32
   attention: str = "auto"
+  # Rows whose `allowed` row is not all True, when the caller knows them (MMVID: [ST1], [VID]):
+  # the fused attention then needs no mask tensor. None: any row may be masked (ART-V).
+  masked_rows: tuple[int, ...] | None = None
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache=None, cache_index=None,
@@ -260,7 +290,7 @@ class Trunk(nn.Module):
           in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast), length=self.depth,
           metadata_params={nn.PARTITION_NAME: "layers"})
       x, kv = scanned(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                      self.remat, keep_kv, self.attention, name="layers")(x, cache, allowed, cache_index,
+                      self.remat, keep_kv, self.attention, self.masked_rows, name="layers")(x, cache, allowed, cache_index,
                                                           deterministic)
       if final_query_rows is not None:
         x = x[:, jnp.asarray(final_query_rows)]
@@ -269,7 +299,7 @@ class Trunk(nn.Module):
     kvs = []
     for i in range(self.depth):
       block = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                        self.attention, name=f"block_{i}")
+                        self.attention, self.masked_rows, name=f"block_{i}")
       last = i == self.depth - 1
       if last and split_passes is not None:
         return self._split_last_block(block, x, allowed, deterministic, final_query_rows,

@@ -58,7 +58,8 @@ class MMVIDTransformer(nn.Module):
       self.control_positions = emb_lib.ControlPositions(layout, width, std)
     self.video_positions = emb_lib.VideoPositions(layout, width, std, self.position_init)
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
-                       self.scan_layers, self.remat, self.dtype, self.attention)
+                       self.scan_layers, self.remat, self.dtype, self.attention,
+                       masked_rows=layout.masked_attention_rows())
     self.video_head = Head(layout.codebook_size, "vocab", self.dtype)
     self.rel_head = Head(1, None, self.dtype)
     self.vid_head = Head(1, None, self.dtype)

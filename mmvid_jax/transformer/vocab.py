@@ -150,6 +150,11 @@ class Layout:
       allowed[q, :q] = False
     return allowed
 
+  def masked_attention_rows(self) -> tuple[int, ...]:
+    """The rows of `attention_allowed()` that are not all True ([ST1], [VID])."""
+    allowed = self.attention_allowed()
+    return tuple(int(row) for row in np.flatnonzero(~allowed.all(axis=1)))
+
   # ---- id checks -----------------------------------------------------------------------------
   def check_ids(self, text_ids=None, control_codes=None, video_tokens=None) -> None:
     """Raises UserError when concrete ids fall outside their range (JAX would give silent NaN)."""
