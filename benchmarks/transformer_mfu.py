@@ -142,6 +142,8 @@ def main():
                            "einsum path (the model's); full = the whole mask to the kernel")
   parser.add_argument("--fused_pad", type=int, default=layers.FUSED_LENGTH_MULTIPLE,
                       help="pad fused-attention sequences to a multiple of this (1: no padding)")
+  parser.add_argument("--num_heads", type=int, default=0,
+                      help="attention heads (0: the config's; head dim = width / heads)")
   parser.add_argument("--profile", default="",
                       help="a folder: trace 3 more steps there and print the device-time breakdown")
   args = parser.parse_args()
@@ -156,6 +158,8 @@ def main():
   tr, data = config.transformer, config.data
   tr.negatives = args.negatives
   tr.attention = args.attention
+  if args.num_heads:
+    tr.num_heads = args.num_heads
   if args.remat != "config":
     tr.remat = args.remat == "on"
   image_size = int(data.image_size)
@@ -210,7 +214,8 @@ def main():
   print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}")
   print(f"config: mugen {args.variant}, {count_params(state.params) / 1e6:.1f}M params, "
         f"S={layout.seq_len}, batch {args.batch}, {passes} passes/sample, dtype {args.dtype}, "
-        f"remat={bool(tr.remat)}, scan={bool(tr.scan_layers)}, attention {args.attention} "
+        f"remat={bool(tr.remat)}, scan={bool(tr.scan_layers)}, {tr.num_heads} heads of "
+        f"{tr.width // tr.num_heads}, attention {args.attention} "
         f"(mask {args.mask}, pad {args.fused_pad}); "
         f"compile {compile_s:.1f} s")
   print(f"step {seconds * 1e3:.1f} ms (median of {args.steps}; min {min(times) * 1e3:.1f} ms) | "
