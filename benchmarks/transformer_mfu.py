@@ -142,6 +142,9 @@ def main():
                            "einsum path (the model's); full = the whole mask to the kernel")
   parser.add_argument("--fused_pad", type=int, default=layers.FUSED_LENGTH_MULTIPLE,
                       help="pad fused-attention sequences to a multiple of this (1: no padding)")
+  parser.add_argument("--scan", choices=("config", "on", "off"), default="config",
+                      help="scan the layers (off: unrolled, and the negative passes prune the "
+                           "last block to [REL]/[VID])")
   parser.add_argument("--num_heads", type=int, default=0,
                       help="attention heads (0: the config's; head dim = width / heads)")
   parser.add_argument("--profile", default="",
@@ -160,6 +163,8 @@ def main():
   tr.attention = args.attention
   if args.num_heads:
     tr.num_heads = args.num_heads
+  if args.scan != "config":
+    tr.scan_layers = args.scan == "on"
   if args.remat != "config":
     tr.remat = args.remat == "on"
   image_size = int(data.image_size)
