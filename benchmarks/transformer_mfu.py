@@ -26,8 +26,6 @@ Imports only JAX, Flax, optax and ml_collections (no TensorFlow), so it runs on 
 """
 
 import argparse
-import collections
-import glob
 import importlib.util
 import os
 import sys
@@ -41,6 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from flax import linen as nn  # pylint: disable=wrong-import-position
+from mmvid_jax.infra import profile_summary  # pylint: disable=wrong-import-position
 from mmvid_jax.tokenizer.pseudo import PseudoTokenizer  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import layers  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import train_step as step_lib  # pylint: disable=wrong-import-position
@@ -75,51 +74,6 @@ def model_flops_per_step(layout: Layout, width: int, depth: int, mlp_dim: int, b
     trunk = passes * depth * layer
   head = vocab_passes * 2 * layout.video_len * width * layout.codebook_size
   return 3.0 * batch * (trunk + head)
-
-
-KERNEL_GROUPS = (("attention", ("flash", "fmha", "cudnn", "attn")),
-                 ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "wgmma")),
-                 ("reduction", ("reduce", "reduction")))
-
-
-def kernel_group(name: str) -> str:
-  lower = name.lower()
-  for group, needles in KERNEL_GROUPS:
-    if any(needle in lower for needle in needles):
-      return group
-  return "other"
-
-
-def print_profile(trace_dir: str, steps: int, top: int = 25) -> None:
-  """Sums event durations of the device plane (kernels per stream, and XLA ops) per step."""
-  paths = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
-  if not paths:
-    print(f"profile: no trace written under {trace_dir}")
-    return
-  data = jax.profiler.ProfileData.from_file(sorted(paths)[-1])
-  planes = [p for p in data.planes if p.name.startswith("/device:")] or [
-      p for p in data.planes if p.name == "/host:CPU"]
-  for plane in planes:
-    kernels, ops = collections.Counter(), collections.Counter()
-    for line in plane.lines:
-      target = ops if line.name == "XLA Ops" else kernels
-      if line.name in ("XLA Modules", "Steps", "python") or line.name.startswith("Source"):
-        continue
-      for event in line.events:
-        target[event.name] += event.duration_ns / 1e6 / steps
-    for title, counter in (("kernels", kernels), ("XLA ops", ops)):
-      if not counter:
-        continue
-      total = sum(counter.values())
-      print(f"profile {plane.name} {title}: {total:.1f} ms per step")
-      if title == "kernels":
-        groups = collections.Counter()
-        for name, ms in counter.items():
-          groups[kernel_group(name)] += ms
-        print("  by group: " + ", ".join(f"{g} {ms:.1f} ms ({ms / total:.0%})"
-                                         for g, ms in groups.most_common()))
-      for name, ms in counter.most_common(top):
-        print(f"  {ms:8.2f} ms  {ms / total:5.1%}  {name[:110]}")
 
 
 def main():
@@ -236,7 +190,7 @@ def main():
       for _ in range(3):
         state, metrics = compiled(state, batch, frozen)
       jax.block_until_ready(metrics)
-    print_profile(args.profile, 3)
+    print(profile_summary.format_summary(profile_summary.summarize_trace(args.profile, 3)))
 
 
 if __name__ == "__main__":

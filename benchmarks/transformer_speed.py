@@ -39,6 +39,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from mmvid_jax.infra import profile_summary  # pylint: disable=wrong-import-position
 from mmvid_jax.tokenizer.pseudo import PseudoTokenizer  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import losses  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import masking  # pylint: disable=wrong-import-position
@@ -130,6 +131,9 @@ def main():
                       help="shapes: pseudo-tokenizer patch (default: the tokenizer's factor)")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config.transformer override, e.g. --set=num_heads=2 (repeatable)")
+  parser.add_argument("--profile", default="",
+                      help="a folder: trace the first variant's steps there and print where the "
+                           "time goes (ms per step by XLA op)")
   parser.add_argument("--cost_only", action="store_true",
                       help="compile and report XLA FLOPs only (no timing)")
   args = parser.parse_args()
@@ -180,7 +184,14 @@ def main():
     if args.cost_only:
       print(f"[{variant}] {flops / 1e9:.0f} GFLOP/step (XLA cost analysis)")
       continue
-    seconds, state = time_step(step, state, batch, frozen, args.steps)
+    if args.profile:
+      with jax.profiler.trace(args.profile):
+        seconds, state = time_step(step, state, batch, frozen, args.steps)
+      print(profile_summary.format_summary(profile_summary.summarize_trace(
+          args.profile, args.steps + 1), top=40))
+      args.profile = ""
+    else:
+      seconds, state = time_step(step, state, batch, frozen, args.steps)
     dense = max(dense, matmul_flops_per_second())  # same conditions as the step (shared CPU)
     print(f"[{variant}] params {count_params(state.params) / 1e6:.1f}M | step {seconds:.3f} s | "
           f"{args.batch * layout.seq_len / seconds:.0f} tokens/s | {flops / 1e9:.0f} GFLOP/step "

@@ -102,6 +102,11 @@ def _tokenizer(data: ml_collections.ConfigDict, tiny: bool) -> ml_collections.Co
 def _transformer(tiny: bool) -> ml_collections.ConfigDict:
   tr = common.mmvid_scale_transformer(tiny)
   tr.remat = not tiny  # 4096-token sequences: recompute activations in the backward pass.
+  if not tiny:
+    # 6 heads of 128 rather than MMVID's 12 of 64: a TPU's matrix units are 128 wide, cuDNN
+    # flash attention runs ~1.4x faster at head dim 128 (docs/performance.md), and XLA's
+    # einsum attention keeps half as many S x S score tensors.
+    tr.num_heads = 6
   # MUGEN conditions on text only (common's controls = ()).
   # 16 = 4 clips per TPU v4 chip on a v4-8 (3 passes of 4163 tokens each, with full attention
   # in XLA: ~27 GiB of the 32 GiB HBM; 32 needs ~52 GiB). docs/performance.md has the plan.
