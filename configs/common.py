@@ -115,6 +115,9 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   # Video axial position tables start as N(0, std) ("normal", MMVID) or as a 3-D sin-cos code
   # ("sincos": neighbours start similar, docs/transformer.md).
   tr.position_init = "normal"
+  # Not in MMVID: add a projection of the mean text embedding to every video token's input, a
+  # direct text path beside attention (docs/transformer.md, "Text summary").
+  tr.text_summary = False
   # Control slots: each is "<source>:<erasing mode>"; none = text only.
   tr.controls = ()
   # One [SEP] after each control slot (MMVID's insert_sep, used for Shapes dependent).

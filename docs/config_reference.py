@@ -133,6 +133,8 @@ MEANINGS = {
     "transformer.position_init": "video axial position tables start as 'normal' (MMVID: N(0, "
                                  "embed_init_std)) or 'sincos' (a 3-D sin-cos code, neighbours "
                                  "similar; still learned)",
+    "transformer.text_summary": "not in MMVID: add a projection of the mean text embedding to "
+                                "every video token's input (a direct text path beside attention)",
     "transformer.controls": "control slots, each `'<source>:<erasing mode>'`; sources "
                             "first_frame, random_frame, background, same_color, same_shape; modes "
                             "keep, mask_8x8, face_8x8, centre_8x8, shape_4x4, drop",

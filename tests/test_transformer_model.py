@@ -1,5 +1,7 @@
 """Model: shapes, heads, multi-pass batching, last-layer pruning, scan, ART-V KV cache, losses."""
 
+import dataclasses
+
 from flax import linen as nn
 import jax
 import jax.numpy as jnp
@@ -173,3 +175,34 @@ def test_sincos_position_init_makes_neighbours_similar_and_stays_learned():
   assert len(jax.tree_util.tree_leaves(params)) == 3  # the tables remain parameters
   with pytest.raises(ValueError, match="position_init"):
     embeddings.VideoPositions(layout, 48, 0.02, "rope").init(jax.random.key(0))
+
+
+def test_text_summary_is_a_separate_path_off_by_default():
+  plain = MMVIDTransformer(LAYOUT, **DIMS)
+  summary = MMVIDTransformer(LAYOUT, text_summary=True, **DIMS)
+  assert "text_summary" not in init(plain)
+  params = init(summary)
+  assert params["text_summary"]["kernel"].shape == (32, 32)
+  text, controls, video = inputs()
+  run = lambda model, p, t: model.apply({"params": p}, t, controls, video,
+                                        method=MMVIDTransformer.tokens_to_logits)
+  # A zero projection is exactly the MMVID model with the same other parameters.
+  zeroed = dict(params, text_summary=jax.tree.map(jnp.zeros_like, params["text_summary"]))
+  without = {k: v for k, v in params.items() if k != "text_summary"}
+  for a, b in zip(run(summary, zeroed, text), run(plain, without, text)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  # A non-zero projection changes the video predictions, and more when the caption changes.
+  with_summary = run(summary, params, text)
+  assert float(jnp.abs(with_summary[0] - run(plain, without, text)[0]).max()) > 1e-4
+  other_text = text.at[:, 0].set(text[:, 0] % 9 + 1)
+  shift = lambda p: float(jnp.abs(run(summary, p, other_text)[0] - run(summary, p, text)[0]).mean())
+  big = dict(params, text_summary={"kernel": params["text_summary"]["kernel"] * 50,
+                                   "bias": params["text_summary"]["bias"]})
+  assert shift(big) > shift(zeroed) > 0
+  # Exported with the model (the spec rebuilds it).
+  from mmvid_jax.transformer import api
+  _, rebuilt = api.build_model({"layout": dataclasses.asdict(LAYOUT), "objective": "mmvid",
+                                "model": api.module_spec(summary)})
+  assert rebuilt.text_summary and not api.build_model(
+      {"layout": dataclasses.asdict(LAYOUT), "objective": "mmvid",
+       "model": api.module_spec(plain)})[1].text_summary

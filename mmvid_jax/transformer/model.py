@@ -43,6 +43,9 @@ class MMVIDTransformer(nn.Module):
   position_init: str = "normal"  # video axial tables: "normal" (MMVID) | "sincos"
   dtype: Any = jnp.float32
   attention: str = "auto"  # "auto" | "xla" | "cudnn" (layers.attention_path)
+  # Not in MMVID: every video token's input also gets a projection of the mean text embedding,
+  # a direct conditioning path beside attention (docs/transformer.md, "Text summary").
+  text_summary: bool = False
 
   def setup(self):
     layout, width, std = self.layout, self.width, self.embed_init_std
@@ -57,6 +60,11 @@ class MMVIDTransformer(nn.Module):
         self.control_emb = self.param("control_emb", axes, (layout.video_vocab_size, width))
       self.control_positions = emb_lib.ControlPositions(layout, width, std)
     self.video_positions = emb_lib.VideoPositions(layout, width, std, self.position_init)
+    if self.text_summary:
+      self.text_summary_proj = nn.Dense(
+          width, dtype=self.dtype, name="text_summary",
+          kernel_init=nn.with_logical_partitioning(nn.initializers.normal(std), (None, "embed")),
+          bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
                        self.scan_layers, self.remat, self.dtype, self.attention,
                        masked_rows=layout.masked_attention_rows())
@@ -105,8 +113,13 @@ class MMVIDTransformer(nn.Module):
       condition, video_tokens = condition[:, None], video_tokens[:, None]
     batch, passes = video_tokens.shape[:2]
     condition = condition.reshape((batch * passes,) + condition.shape[2:])
-    x = jnp.concatenate([condition, self.embed_video(video_tokens.reshape(batch * passes, -1))],
-                        axis=1)
+    video = self.embed_video(video_tokens.reshape(batch * passes, -1))
+    if self.text_summary:
+      # Mean of the text positions ([REL] excluded, pads included: they encode the length).
+      text = condition[:, 1:1 + layout.text_tokens].astype(jnp.float32).mean(axis=1)
+      summary = self.text_summary_proj(text.astype(self.dtype))
+      video = video.at[:, 2:].add(summary[:, None].astype(video.dtype))  # not [ST1], [VID]
+    x = jnp.concatenate([condition, video], axis=1)
     allowed = jnp.asarray(layout.attention_allowed())
     vocab_passes = passes if vocab_passes is None else vocab_passes
     if prune_last_layer and vocab_passes < passes and not self.scan_layers:
@@ -252,6 +265,7 @@ def make_model(tr_config, layout: Layout) -> nn.Module:
   return MMVIDTransformer(layout, text_encoder=str(tr_config.text_encoder),
                           separate_control_embedding=bool(
                               tr_config.get("separate_control_embedding", False)),
+                          text_summary=bool(tr_config.get("text_summary", False)),
                           **model_kwargs(tr_config))
 
 
