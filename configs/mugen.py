@@ -15,7 +15,7 @@ Sizing (default variant, for a TPU v4-8 or one 8-GPU node):
 - resolution: 128 px (tile = 11 px, the agent 11 x 22 px).
 - tokenizer: per-frame VQGAN, downsampling 8 (a token covers 8 x 8 px, under one tile, so the
   small sprites survive), 1024 codes -> 16 x 16 = 256 tokens per frame, 4096 per clip.
-- transformer: 12 layers x 768 wide (~90M parameters), remat on, batch 16 (4 clips per chip
+- transformer: 12 layers x 768 wide, 6 heads of 128 (~90M parameters), remat on, batch 16 (4 clips per chip
   of a v4-8, 2 per GPU of an 8-GPU node: what fits a v4 chip's 32 GiB, see
   docs/performance.md); 4096 video + 64 text tokens of full attention per clip.
 """
@@ -109,7 +109,7 @@ def _transformer(tiny: bool) -> ml_collections.ConfigDict:
     tr.num_heads = 6
   # MUGEN conditions on text only (common's controls = ()).
   # 16 = 4 clips per TPU v4 chip on a v4-8 (3 passes of 4163 tokens each, with full attention
-  # in XLA: ~27 GiB of the 32 GiB HBM; 32 needs ~52 GiB). docs/performance.md has the plan.
+  # in XLA: ~18 GiB of the 32 GiB HBM; 32 needs ~34 GiB). docs/performance.md has the plan.
   # negatives="split" would halve REL/VID passes: a third less compute at 4096 tokens.
   tr.batch_size = 8 if tiny else 16
   return tr
