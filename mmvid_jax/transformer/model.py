@@ -116,7 +116,7 @@ class MMVIDTransformer(nn.Module):
     video = self.embed_video(video_tokens.reshape(batch * passes, -1))
     if self.text_summary:
       # Mean of the text positions ([REL] excluded, pads included: they encode the length).
-      text = condition[:, 1:1 + layout.text_tokens].astype(jnp.float32).mean(axis=1)
+      text = condition[:, layout.text_slice].astype(jnp.float32).mean(axis=1)
       summary = self.text_summary_proj(text.astype(self.dtype))
       video = video.at[:, 2:].add(summary[:, None].astype(video.dtype))  # not [ST1], [VID]
     x = jnp.concatenate([condition, video], axis=1)
