@@ -132,8 +132,8 @@ def main():
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config.transformer override, e.g. --set=num_heads=2 (repeatable)")
   parser.add_argument("--profile", default="",
-                      help="a folder: trace the first variant's steps there and print where the "
-                           "time goes (ms per step by XLA op)")
+                      help="a folder: trace --steps more steps of the first variant there and print "
+                           "where the time goes (ms per step by XLA op)")
   parser.add_argument("--cost_only", action="store_true",
                       help="compile and report XLA FLOPs only (no timing)")
   args = parser.parse_args()
@@ -184,14 +184,15 @@ def main():
     if args.cost_only:
       print(f"[{variant}] {flops / 1e9:.0f} GFLOP/step (XLA cost analysis)")
       continue
-    if args.profile:
+    seconds, state = time_step(step, state, batch, frozen, args.steps)
+    if args.profile:  # separate, already-compiled steps, so the timing above is untraced
       with jax.profiler.trace(args.profile):
-        seconds, state = time_step(step, state, batch, frozen, args.steps)
+        for _ in range(args.steps):
+          state, metrics = step(state, batch, frozen)
+        jax.block_until_ready(metrics)
       print(profile_summary.format_summary(profile_summary.summarize_trace(
-          args.profile, args.steps + 1), top=40))
+          args.profile, args.steps), top=40))
       args.profile = ""
-    else:
-      seconds, state = time_step(step, state, batch, frozen, args.steps)
     dense = max(dense, matmul_flops_per_second())  # same conditions as the step (shared CPU)
     print(f"[{variant}] params {count_params(state.params) / 1e6:.1f}M | step {seconds:.3f} s | "
           f"{args.batch * layout.seq_len / seconds:.0f} tokens/s | {flops / 1e9:.0f} GFLOP/step "
