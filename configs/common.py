@@ -112,6 +112,10 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   tr.text_encoder = "learned"  # "learned" | "bert_pooled" | "bert_tokens"
   # Embedding init std (MMVID: 1.0 on a pretrained CLIP trunk; 0.02 trains better from scratch).
   tr.embed_init_std = 0.02
+  # Trunk and head kernels: "lecun" (N(0, 1/fan_in)) or "normal" (N(0, 0.02), CLIP / GPT-2).
+  # MMVID fine-tunes a trained CLIP trunk; from scratch at width 128, 0.02 leaves the attention
+  # logits ~20x too flat and the caption's words bind hundreds of steps later (docs/transformer.md).
+  tr.dense_init = "lecun"
   # Video axial position tables start as N(0, std) ("normal", MMVID) or as a 3-D sin-cos code
   # ("sincos": neighbours start similar, docs/transformer.md).
   tr.position_init = "normal"

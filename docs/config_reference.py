@@ -130,6 +130,8 @@ MEANINGS = {
     "transformer.text_encoder": "`learned` embeddings, or the frozen MiniLM: `bert_pooled` or "
                                 "`bert_tokens`",
     "transformer.embed_init_std": "embedding initialisation std",
+    "transformer.dense_init": "trunk and head kernel initialiser: 'lecun' (N(0, 1/fan_in)) or "
+                             "'normal' (N(0, 0.02), CLIP / GPT-2)",
     "transformer.position_init": "video axial position tables start as 'normal' (MMVID: N(0, "
                                  "embed_init_std)) or 'sincos' (a 3-D sin-cos code, neighbours "
                                  "similar; still learned)",

@@ -19,9 +19,19 @@ def test_decoder_names_parse_with_budget():
   assert decoder_specs.parse("mask_predict", 20, 2).num_candidates == 2
   assert decoder_specs.parse("maskgit_s12", 20, 4).num_candidates == 1
   assert decoder_specs.parse("maskgit_s12", 20, 4).steps == 12
-  for bad in ("maskgit_b4", "beam", "mask_predict_b0", "mask_predict_x3"):
+  for bad in ("maskgit_b4", "beam", "mask_predict_b0", "mask_predict_x3", "ar_c2",
+              "mask_predict_b2.5", "mask_predict_c"):
     with pytest.raises(ValueError):
       decoder_specs.parse(bad, 20, 1)
+
+
+def test_decoder_names_carry_a_guidance_scale():
+  spec = decoder_specs.parse("mask_predict_b4_c2.5", 20, 1)
+  assert (spec.num_candidates, spec.cfg_scale) == (4, 2.5)
+  assert spec.guidance(0.0) == 2.5
+  plain = decoder_specs.parse("maskgit_s8", 20, 1)
+  assert plain.cfg_scale is None and plain.guidance(1.5) == 1.5  # the sample stage's scale
+  assert decoder_specs.parse("maskgit_c0", 20, 1).guidance(3.0) == 0.0
 
 
 def test_decoder_settings_default_to_the_sample_stage():

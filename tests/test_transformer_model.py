@@ -206,3 +206,34 @@ def test_text_summary_is_a_separate_path_off_by_default():
   assert rebuilt.text_summary and not api.build_model(
       {"layout": dataclasses.asdict(LAYOUT), "objective": "mmvid",
        "model": api.module_spec(plain)})[1].text_summary
+
+
+@pytest.mark.parametrize("model_cls", [MMVIDTransformer, ARTVTransformer])
+def test_dense_init_scales_every_kernel_by_fan_in_or_002(model_cls):
+  from mmvid_jax.transformer import model as model_lib
+  from mmvid_jax.errors import ConfigError
+  width = 128
+  dims = dict(DIMS, width=width, mlp_dim=4 * width)
+  stds = {}
+  for scheme in ("lecun", "normal"):
+    module = model_cls(LAYOUT, dense_init=scheme, **dims)
+    if model_cls is MMVIDTransformer:
+      params = init(module)
+    else:
+      text, controls, video = inputs()
+      params = nn.unbox(module.init(jax.random.key(0), text, controls, video)["params"])
+    block = params["trunk"]["block_0"]
+    stds[scheme] = {"query": float(np.std(block["attention"]["query"]["kernel"])),
+                    "fc2": float(np.std(block["mlp"]["fc2"]["kernel"])),
+                    "head": float(np.std(params["video_head"]["dense"]["kernel"]))}
+  # lecun: 1/sqrt(fan_in) (fc2's fan-in is the MLP width); normal: 0.02 everywhere.
+  np.testing.assert_allclose(stds["lecun"]["query"], width ** -0.5, rtol=0.1)
+  np.testing.assert_allclose(stds["lecun"]["fc2"], (4 * width) ** -0.5, rtol=0.1)
+  np.testing.assert_allclose(stds["lecun"]["head"], width ** -0.5, rtol=0.2)
+  for value in stds["normal"].values():
+    np.testing.assert_allclose(value, 0.02, rtol=0.2)
+  config = {"width": width, "depth": 2, "num_heads": 2, "mlp_dim": 64, "activation": "gelu",
+            "dropout": 0.0, "scan_layers": False, "remat": False, "dense_init": "xavier"}
+  import ml_collections
+  with pytest.raises(ConfigError, match="transformer.dense_init"):
+    model_lib.model_kwargs(ml_collections.ConfigDict(config))

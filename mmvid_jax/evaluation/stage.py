@@ -137,7 +137,7 @@ def _generate_all(spec, bundle, tokenizer, real: dict, config) -> tuple[np.ndarr
     videos = generate.generate_videos(
         bundle, tokenizer, batch["text_ids"], batch.get("controls"),
         jax.random.fold_in(base_key, index), decoder=spec.decoder, steps=spec.steps,
-        num_candidates=spec.num_candidates, cfg_scale=float(config.sample.cfg_scale),
+        num_candidates=spec.num_candidates, cfg_scale=spec.guidance(config.sample.cfg_scale),
         **_extra_decode_options(config))
     outputs.append(np.asarray(videos, np.uint8)[:valid])
     progress.update(valid)
@@ -155,7 +155,7 @@ def _extra_decode_options(config) -> dict:
 def _decode_options(spec, config) -> "generate.DecodeOptions":
   return generate.DecodeOptions(decoder=spec.decoder, steps=spec.steps,
                                 num_candidates=spec.num_candidates,
-                                cfg_scale=float(config.sample.cfg_scale),
+                                cfg_scale=spec.guidance(config.sample.cfg_scale),
                                 **_extra_decode_options(config))
 
 

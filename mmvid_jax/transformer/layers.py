@@ -42,8 +42,22 @@ def quick_gelu(x: Array) -> Array:
 ACTIVATIONS = {"quick_gelu": quick_gelu, "gelu": nn.gelu}
 
 
-def dense_init(std: float = 0.02):
-  return nn.initializers.normal(stddev=std)
+DENSE_INITS = ("lecun", "normal")
+
+
+def dense_init(scheme: str = "normal"):
+  """Kernel initializer of every trunk and head matrix.
+
+  "normal": N(0, 0.02) whatever the width (CLIP / GPT-2; MMVID itself starts from trained CLIP
+  weights). "lecun": N(0, 1/fan_in), so q.k logits start with unit spread at any width; at width
+  128 this is 4.4x the 0.02 std and the caption binds hundreds of steps sooner
+  (docs/transformer.md, "Initialisation").
+  """
+  if scheme == "lecun":
+    return nn.initializers.lecun_normal()
+  if scheme == "normal":
+    return nn.initializers.normal(stddev=0.02)
+  raise ValueError(f"unknown dense_init {scheme!r}; use one of {DENSE_INITS}")
 
 
 def layer_norm(name: str) -> nn.LayerNorm:
@@ -155,6 +169,7 @@ class Attention(nn.Module):
   attention: str = "auto"  # "auto" | "xla" | "cudnn", see attention_path
   # Query rows (of x_q) whose `allowed` row is not all True; None: unknown, any row may be masked.
   masked_rows: tuple[int, ...] | None = None
+  init: str = "normal"  # dense_init scheme
 
   @nn.compact
   def __call__(self, x_q: Array, x_kv: Array, allowed: Array,
@@ -162,7 +177,7 @@ class Attention(nn.Module):
                ) -> tuple[Array, KVCache]:
     width = x_q.shape[-1]
     head_dim = width // self.num_heads
-    kernel = lambda axes: nn.with_logical_partitioning(dense_init(), axes)
+    kernel = lambda axes: nn.with_logical_partitioning(dense_init(self.init), axes)
     bias = lambda axes: nn.with_logical_partitioning(nn.initializers.zeros, axes)
     query = nn.DenseGeneral((self.num_heads, head_dim), dtype=self.dtype, name="query",
                             kernel_init=kernel(("embed", "heads", "kv")),
@@ -190,17 +205,18 @@ class Mlp(nn.Module):
   activation: str = "quick_gelu"
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  init: str = "normal"  # dense_init scheme
 
   @nn.compact
   def __call__(self, x: Array, deterministic: bool = True) -> Array:
     width = x.shape[-1]
     h = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1",
-                 kernel_init=nn.with_logical_partitioning(dense_init(), ("embed", "mlp")),
+                 kernel_init=nn.with_logical_partitioning(dense_init(self.init), ("embed", "mlp")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)))(x)
     h = ACTIVATIONS[self.activation](h)
     h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
     return nn.Dense(width, dtype=self.dtype, name="fc2",
-                    kernel_init=nn.with_logical_partitioning(dense_init(), ("mlp", "embed")),
+                    kernel_init=nn.with_logical_partitioning(dense_init(self.init), ("mlp", "embed")),
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(h)
 
 
@@ -213,6 +229,7 @@ class Block(nn.Module):
   dtype: Any = jnp.float32
   attention: str = "auto"
   masked_rows: tuple[int, ...] | None = None  # see Attention; positions of the full sequence
+  init: str = "normal"  # dense_init scheme
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache: KVCache | None = None,
@@ -228,9 +245,9 @@ class Block(nn.Module):
     else:
       normed_q = normed
     attended, kv = Attention(self.num_heads, self.dtype, self.attention, masked_rows,
-                             name="attention")(normed_q, normed, allowed, cache, cache_index)
+                             self.init, name="attention")(normed_q, normed, allowed, cache, cache_index)
     x = x + nn.Dropout(self.dropout)(attended, deterministic=deterministic)
-    mlp = Mlp(self.mlp_dim, self.activation, self.dropout, self.dtype, name="mlp")(
+    mlp = Mlp(self.mlp_dim, self.activation, self.dropout, self.dtype, self.init, name="mlp")(
         layer_norm("ln2")(x).astype(self.dtype), deterministic)
     x = x + nn.Dropout(self.dropout)(mlp, deterministic=deterministic)
     return x, kv
@@ -247,12 +264,13 @@ class _ScanBlock(nn.Module):
   return_kv: bool
   attention: str = "auto"
   masked_rows: tuple[int, ...] | None = None
+  init: str = "normal"
 
   @nn.compact
   def __call__(self, x, cache, allowed, cache_index, deterministic):
     block_cls = nn.remat(Block, static_argnums=(5, 6)) if self.remat else Block
     x, kv = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                      self.attention, self.masked_rows, name="block")(x, allowed, cache, cache_index, deterministic, None)
+                      self.attention, self.masked_rows, self.init, name="block")(x, allowed, cache, cache_index, deterministic, None)
     return x, (kv if self.return_kv else None)
 
 
@@ -277,6 +295,7 @@ class Trunk(nn.Module):
   # Rows whose `allowed` row is not all True, when the caller knows them (MMVID: [ST1], [VID]):
   # the fused attention then needs no mask tensor. None: any row may be masked (ART-V).
   masked_rows: tuple[int, ...] | None = None
+  init: str = "normal"  # dense_init scheme of every block
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache=None, cache_index=None,
@@ -290,7 +309,8 @@ class Trunk(nn.Module):
           in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast), length=self.depth,
           metadata_params={nn.PARTITION_NAME: "layers"})
       x, kv = scanned(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                      self.remat, keep_kv, self.attention, self.masked_rows, name="layers")(x, cache, allowed, cache_index,
+                      self.remat, keep_kv, self.attention, self.masked_rows, self.init,
+                      name="layers")(x, cache, allowed, cache_index,
                                                           deterministic)
       if final_query_rows is not None:
         x = x[:, jnp.asarray(final_query_rows)]
@@ -299,7 +319,7 @@ class Trunk(nn.Module):
     kvs = []
     for i in range(self.depth):
       block = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                        self.attention, self.masked_rows, name=f"block_{i}")
+                        self.attention, self.masked_rows, self.init, name=f"block_{i}")
       last = i == self.depth - 1
       if last and split_passes is not None:
         return self._split_last_block(block, x, allowed, deterministic, final_query_rows,
@@ -331,12 +351,13 @@ class Head(nn.Module):
   features: int
   out_axis: str | None = "vocab"
   dtype: Any = jnp.float32
+  init: str = "normal"  # dense_init scheme
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     x = layer_norm("ln")(x).astype(self.dtype)
     kernel_axes = ("embed", self.out_axis)
     return nn.Dense(self.features, dtype=self.dtype, name="dense",
-                    kernel_init=nn.with_logical_partitioning(dense_init(), kernel_axes),
+                    kernel_init=nn.with_logical_partitioning(dense_init(self.init), kernel_axes),
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros,
                                                            (self.out_axis,)))(x).astype(jnp.float32)

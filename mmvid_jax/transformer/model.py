@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mmvid_jax.transformer import embeddings as emb_lib
-from mmvid_jax.transformer.layers import Head, Trunk
+from mmvid_jax.errors import ConfigError
+from mmvid_jax.transformer.layers import DENSE_INITS, Head, Trunk
 from mmvid_jax.transformer.vocab import NUM_SPECIAL, ST1_ID, VID_ID, REL_ID, Layout
 
 Array = jax.Array
@@ -43,6 +44,7 @@ class MMVIDTransformer(nn.Module):
   position_init: str = "normal"  # video axial tables: "normal" (MMVID) | "sincos"
   dtype: Any = jnp.float32
   attention: str = "auto"  # "auto" | "xla" | "cudnn" (layers.attention_path)
+  dense_init: str = "normal"  # trunk and head kernels: "normal" (N(0, 0.02)) | "lecun"
   # Not in MMVID: every video token's input also gets a projection of the mean text embedding,
   # a direct conditioning path beside attention (docs/transformer.md, "Text summary").
   text_summary: bool = False
@@ -67,10 +69,10 @@ class MMVIDTransformer(nn.Module):
           bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
                        self.scan_layers, self.remat, self.dtype, self.attention,
-                       masked_rows=layout.masked_attention_rows())
-    self.video_head = Head(layout.codebook_size, "vocab", self.dtype)
-    self.rel_head = Head(1, None, self.dtype)
-    self.vid_head = Head(1, None, self.dtype)
+                       masked_rows=layout.masked_attention_rows(), init=self.dense_init)
+    self.video_head = Head(layout.codebook_size, "vocab", self.dtype, self.dense_init)
+    self.rel_head = Head(1, None, self.dtype, self.dense_init)
+    self.vid_head = Head(1, None, self.dtype, self.dense_init)
 
   def _special(self, token_id: int) -> Array:
     return self.special_emb[token_id] + self.special_pos_emb[token_id]
@@ -166,6 +168,7 @@ class ARTVTransformer(nn.Module):
   position_init: str = "normal"  # video axial tables: "normal" (MMVID) | "sincos"
   dtype: Any = jnp.float32
   attention: str = "auto"  # "auto" | "xla" | "cudnn" (layers.attention_path)
+  dense_init: str = "normal"  # trunk and head kernels: "normal" (N(0, 0.02)) | "lecun"
 
   def setup(self):
     layout, width, std = self.layout, self.width, self.embed_init_std
@@ -178,11 +181,12 @@ class ARTVTransformer(nn.Module):
       self.control_positions = emb_lib.ControlPositions(layout, width, std)
     self.video_positions = emb_lib.VideoPositions(layout, width, std, self.position_init)
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
-                       self.scan_layers, self.remat, self.dtype, self.attention)
-    self.text_head = Head(layout.text_table_size, "vocab", self.dtype)
+                       self.scan_layers, self.remat, self.dtype, self.attention,
+                       init=self.dense_init)
+    self.text_head = Head(layout.text_table_size, "vocab", self.dtype, self.dense_init)
     if layout.num_controls:
-      self.control_head = Head(layout.video_vocab_size, "vocab", self.dtype)
-    self.video_head = Head(layout.codebook_size, "vocab", self.dtype)
+      self.control_head = Head(layout.video_vocab_size, "vocab", self.dtype, self.dense_init)
+    self.video_head = Head(layout.codebook_size, "vocab", self.dtype, self.dense_init)
 
   @property
   def prefix_len(self) -> int:
@@ -249,7 +253,11 @@ class ARTVTransformer(nn.Module):
 
 def model_kwargs(tr_config) -> dict:
   """Typed constructor fields from the `transformer` config section."""
-  return dict(width=int(tr_config.width), depth=int(tr_config.depth),
+  init = str(tr_config.get("dense_init", "normal"))
+  if init not in DENSE_INITS:
+    raise ConfigError("transformer.dense_init", f"unknown initializer {init!r}",
+                      f"use one of {', '.join(DENSE_INITS)}")
+  return dict(dense_init=init, width=int(tr_config.width), depth=int(tr_config.depth),
               num_heads=int(tr_config.num_heads), mlp_dim=int(tr_config.mlp_dim),
               activation=str(tr_config.activation), dropout=float(tr_config.dropout),
               scan_layers=bool(tr_config.scan_layers), remat=bool(tr_config.remat),
