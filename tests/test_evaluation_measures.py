@@ -19,7 +19,7 @@ def test_decoder_names_parse_with_budget():
   assert decoder_specs.parse("mask_predict", 20, 2).num_candidates == 2
   assert decoder_specs.parse("maskgit_s12", 20, 4).num_candidates == 1
   assert decoder_specs.parse("maskgit_s12", 20, 4).steps == 12
-  for bad in ("maskgit_b4", "beam", "mask_predict_b0", "mask_predict_x3", "ar_c2",
+  for bad in ("maskgit_b4", "beam", "mask_predict_b0", "mask_predict_x3",
               "mask_predict_b2.5", "mask_predict_c"):
     with pytest.raises(ValueError):
       decoder_specs.parse(bad, 20, 1)
@@ -32,6 +32,7 @@ def test_decoder_names_carry_a_guidance_scale():
   plain = decoder_specs.parse("maskgit_s8", 20, 1)
   assert plain.cfg_scale is None and plain.guidance(1.5) == 1.5  # the sample stage's scale
   assert decoder_specs.parse("maskgit_c0", 20, 1).guidance(3.0) == 0.0
+  assert decoder_specs.parse("ar_c1.5", 20, 1).cfg_scale == 1.5  # ART-V is guided too
 
 
 def test_decoder_settings_default_to_the_sample_stage():

@@ -111,6 +111,8 @@ def test_clear_errors(bundle, causal_bundle):
 def test_forward_pass_budget():
   assert generate.DecodeOptions(steps=20).forward_passes() == 20
   assert generate.DecodeOptions(steps=20, num_candidates=4).forward_passes() == 1 + 19 * 8
+  assert generate.DecodeOptions(steps=20, cfg_scale=2.0).forward_passes() == 40  # + null caption
+  assert generate.DecodeOptions(decoder="maskgit", steps=8, cfg_scale=1.0).forward_passes() == 16
   assert generate.DecodeOptions(steps=20, num_candidates=4,
                                 score_on="masked").forward_passes() == 1 + 19 * 4
 

@@ -50,9 +50,6 @@ def parse(name: str, default_steps: int, default_candidates: int) -> DecoderSpec
     raise ValueError(f"decoder setting {name!r}: candidates and steps must be >= 1")
   if candidates > 1 and decoder != "mask_predict":
     raise ValueError(f"decoder setting {name!r}: only mask_predict reranks candidates (_b)")
-  if cfg_scale is not None and decoder == "ar":
-    raise ValueError(f"decoder setting {name!r}: classifier-free guidance (_c) is for the "
-                     "masked decoders (mask_predict, maskgit)")
   return DecoderSpec(name=str(name), decoder=decoder, num_candidates=candidates, steps=steps,
                      cfg_scale=cfg_scale)
 

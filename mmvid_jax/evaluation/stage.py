@@ -188,7 +188,9 @@ def _evaluate_setting(spec, model, tokenizer, real, config, rel_scorer, extracto
   options = _decode_options(spec, config)
   generated, seconds = _generate_all(spec, model, tokenizer, real, config)
   reading, oracle_summary = _read_oracle(generated, real, spec.name)
-  passes = model.layout.video_len if spec.decoder == "ar" else options.forward_passes()
+  # ART-V: one cached pass per video token (twice with guidance: caption and null caption).
+  passes = (model.layout.video_len * (2 if options.cfg_scale else 1) if spec.decoder == "ar"
+            else options.forward_passes())
   result = {
       "settings": {**dataclasses.asdict(options), "forward_passes_per_video": passes},
       "oracle": oracle_summary,

@@ -64,12 +64,14 @@ class DecodeOptions:
 
   def forward_passes(self) -> int:
     """Transformer passes per video (ART-V: one cached single-token pass per token, not counted
-    here). Completed-output scoring adds one pass per candidate per step (no vocabulary head)."""
+    here). Completed-output scoring adds one pass per candidate per step (no vocabulary head).
+    Guidance (cfg_scale != 0) runs every pass on the caption and on the null caption: twice."""
+    guided = 2 if self.cfg_scale != 0 else 1
     if self.decoder != "mask_predict":
-      return self.steps
+      return guided * self.steps
     scoring = self.num_candidates > 1 or self.dynamic_stop
     extra = self.num_candidates if scoring and self.score_on == "completed" else 0
-    return 1 + (self.steps - 1) * (self.num_candidates + extra)
+    return guided * (1 + (self.steps - 1) * (self.num_candidates + extra))
 
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
