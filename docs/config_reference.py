@@ -190,7 +190,7 @@ MEANINGS = {
     "evaluate.split": "split whose clips are the references (the first `num_videos`)",
     "evaluate.num_videos": "generated videos (one per reference clip)",
     "evaluate.batch_size": "generation / tokenizer / REL batch",
-    "evaluate.compare": "decoder settings to compare, `<decoder>[_b<B>][_s<steps>][_c<cfg>]`; empty = "
+    "evaluate.compare": "decoder settings to compare, `<decoder>[_b<B>][_s<steps>][_c<cfg>][_f<given frames>]`; empty = "
                         "`sample.decoder`",
     "evaluate.ar_workdir": "workdir of an ART-V run for the `ar` entry of `compare`",
     "evaluate.fvd": "compute FVD and PRD with the packaged I3D (slow on CPU)",

@@ -33,6 +33,9 @@ def test_decoder_names_carry_a_guidance_scale():
   assert plain.cfg_scale is None and plain.guidance(1.5) == 1.5  # the sample stage's scale
   assert decoder_specs.parse("maskgit_c0", 20, 1).guidance(3.0) == 0.0
   assert decoder_specs.parse("ar_c1.5", 20, 1).cfg_scale == 1.5  # ART-V is guided too
+  predicted = decoder_specs.parse("mask_predict_c2_f2", 20, 1)
+  assert (predicted.cfg_scale, predicted.given_frames) == (2.0, 2)
+  assert decoder_specs.parse("maskgit", 20, 1).given_frames == 0
 
 
 def test_decoder_settings_default_to_the_sample_stage():

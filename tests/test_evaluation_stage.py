@@ -40,7 +40,7 @@ def tiny_config():
   config.evaluate.num_videos = 6
   config.evaluate.batch_size = 4
   config.evaluate.num_gallery = 2
-  config.evaluate.compare = ("mask_predict", "maskgit_s2")
+  config.evaluate.compare = ("mask_predict", "maskgit_s2_c1_f1")
   return config
 
 
@@ -102,11 +102,13 @@ def test_evaluate_stage_writes_metrics(tiny_workdir):
   assert 0.0 <= record["real"]["rel"]["mean_probability"] <= 1.0
   recon = record["reconstruction"]
   assert recon["psnr"] > 0 and -1.0 <= recon["ssim"] <= 1.0 and recon["lpips"] >= 0
-  assert set(record["decoders"]) == {"mask_predict", "maskgit_s2"}
+  assert set(record["decoders"]) == {"mask_predict", "maskgit_s2_c1_f1"}
   mask_predict = record["decoders"]["mask_predict"]
   assert mask_predict["settings"]["steps"] == 3
   assert mask_predict["settings"]["forward_passes_per_video"] == 3
-  assert record["decoders"]["maskgit_s2"]["settings"]["steps"] == 2
+  guided = record["decoders"]["maskgit_s2_c1_f1"]["settings"]
+  assert guided["steps"] == 2 and guided["cfg_scale"] == 1.0
+  assert guided["forward_passes_per_video"] == 4  # caption and null caption
   for result in record["decoders"].values():
     for key in ("shape", "color", "size", "direction", "all"):
       assert 0.0 <= result["oracle"][key] <= 1.0
@@ -118,7 +120,7 @@ def test_evaluate_stage_writes_metrics(tiny_workdir):
   with open(os.path.join(evaluation, metrics_io.PER_VIDEO_FILE)) as f:
     rows = [json.loads(line) for line in f]
   assert len(rows) == 6 and rows[0]["real_oracle"] == rows[0]["attributes"]
-  assert "mask_predict_oracle" in rows[0] and "maskgit_s2_rel" in rows[0]
+  assert "mask_predict_oracle" in rows[0] and "maskgit_s2_c1_f1_rel" in rows[0]
   assert os.path.exists(os.path.join(evaluation, "mask_predict_vs_real.gif"))
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(evaluation))
 

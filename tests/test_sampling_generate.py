@@ -42,6 +42,29 @@ def test_generate_videos_shapes(bundle, decoder, extra):
   assert np.isfinite(info["score"]).all() == (extra.get("num_candidates", 1) > 1)
 
 
+@pytest.mark.parametrize("decoder", ["mask_predict", "maskgit", "ar"])
+def test_given_frames_are_kept_and_the_rest_generated(bundle, causal_bundle, decoder):
+  model = causal_bundle if decoder == "ar" else bundle
+  rng = np.random.default_rng(3)
+  given = rng.integers(0, 255, (2, 3, 16, 16, 3), dtype=np.uint8)
+  reconstructed = np.asarray(generate.tokens_to_video(
+      TOKENIZER, TOKENIZER.encode_to_codes(jnp.asarray(given, jnp.float32) / 127.5 - 1.0
+                                           ).reshape(2, -1), model.layout))
+  outputs = [generate.generate_videos(model, TOKENIZER, TEXT, None, jax.random.key(seed),
+                                      decoder=decoder, steps=3, given_video=given,
+                                      num_given_frames=2) for seed in (0, 1)]
+  for videos in outputs:
+    np.testing.assert_array_equal(videos[:, :2], reconstructed[:, :2])  # kept exactly
+  assert not np.array_equal(outputs[0][:, 2], reconstructed[:, 2]) or \
+      not np.array_equal(outputs[1][:, 2], reconstructed[:, 2])  # the last frame is generated
+  with pytest.raises(UserError, match="between 1 and 2"):
+    generate.generate_videos(model, TOKENIZER, TEXT, None, jax.random.key(0), decoder=decoder,
+                             steps=2, given_video=given, num_given_frames=3)
+  with pytest.raises(UserError, match="needs given_video"):
+    generate.generate_videos(model, TOKENIZER, TEXT, None, jax.random.key(0), decoder=decoder,
+                             steps=2, num_given_frames=1)
+
+
 def test_bfloat16_compute_close_to_float32(bundle):
   half = generate.with_compute_dtype(bundle, "bfloat16")
   tokens = jnp.full((2, bundle.layout.video_len), bundle.layout.mask_id, jnp.int32)

@@ -129,6 +129,8 @@ def _generate_all(spec, bundle, tokenizer, real: dict, config) -> tuple[np.ndarr
   arrays = {"text_ids": real["text_ids"]}
   if "controls" in real:
     arrays["controls"] = real["controls"]
+  if spec.given_frames:
+    arrays["video"] = real["video"]
   progress = Progress(total=len(real["video"]), name=f"evaluate: generating ({spec.name})",
                       unit="videos")
   outputs = []
@@ -138,6 +140,7 @@ def _generate_all(spec, bundle, tokenizer, real: dict, config) -> tuple[np.ndarr
         bundle, tokenizer, batch["text_ids"], batch.get("controls"),
         jax.random.fold_in(base_key, index), decoder=spec.decoder, steps=spec.steps,
         num_candidates=spec.num_candidates, cfg_scale=spec.guidance(config.sample.cfg_scale),
+        given_video=batch.get("video"), num_given_frames=spec.given_frames,
         **_extra_decode_options(config))
     outputs.append(np.asarray(videos, np.uint8)[:valid])
     progress.update(valid)

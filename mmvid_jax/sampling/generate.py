@@ -204,21 +204,48 @@ def _prepare(bundle, tokenizer, text_ids, controls, options):
 
 
 def generate_videos(bundle, video_tokenizer, text_ids, controls, key, *, decoder="mask_predict",
-                    steps=20, num_candidates=1, cfg_scale=0.0, return_info=False, **options):
+                    steps=20, num_candidates=1, cfg_scale=0.0, return_info=False,
+                    given_video=None, num_given_frames: int = 0, **options):
   """uint8 videos (B, T, H, W, 3) for captions `text_ids` (B, L) and optional control images.
 
   Extra keyword options are `DecodeOptions` fields (dynamic_stop, score_on, temperature, top_k,
   choice_temperature). With `return_info`, also returns a dict of numpy arrays: `score` (the
   REL/VID score of each returned video when reranking ran, else NaN) and `steps`.
+  `given_video` (uint8 (B, >= k, H, W, 3)) and `num_given_frames` k > 0: the first k frames are
+  those frames, tokenized and kept fixed (video prediction); the rest is generated.
   """
   options = DecodeOptions(decoder=decoder, steps=int(steps), num_candidates=int(num_candidates),
                           cfg_scale=float(cfg_scale), **options)
   text_ids, control_codes = _prepare(bundle, video_tokenizer, text_ids, controls, options)
-  tokens, info = decode_tokens(bundle, text_ids, control_codes, key, options)
+  given, preserve = _given_frames(bundle.layout, video_tokenizer, given_video,
+                                  int(num_given_frames), text_ids.shape[0])
+  tokens, info = decode_tokens(bundle, text_ids, control_codes, key, options, given, preserve)
   videos = tokens_to_video(video_tokenizer, tokens, bundle.layout)
   if return_info:
     return videos, jax.tree.map(np.asarray, info)
   return videos
+
+
+def _given_frames(layout, tokenizer, given_video, num_given: int, batch: int):
+  """(given tokens (B, N), preserve mask (N,)) for the first `num_given` frames, or (None, None)."""
+  if num_given <= 0:
+    return None, None
+  if not 0 < num_given < layout.num_frames:
+    raise UserError(f"num_given_frames={num_given}: keep between 1 and {layout.num_frames - 1} "
+                    f"of the model's {layout.num_frames} frames.")
+  if given_video is None or np.ndim(given_video) != 5 or np.shape(given_video)[0] != batch:
+    raise UserError(f"num_given_frames={num_given} needs given_video, uint8 (B={batch}, frames, "
+                    "H, W, 3).")
+  if np.shape(given_video)[1] < num_given:
+    raise UserError(f"given_video has {np.shape(given_video)[1]} frames; num_given_frames="
+                    f"{num_given} needs at least that many.")
+  frames = jnp.asarray(np.asarray(given_video)[:, :num_given], jnp.uint8)
+  codes = np.asarray(_uint8_to_codes(tokenizer, frames)).reshape(batch, -1)
+  given = np.zeros((batch, layout.video_len), np.int32)
+  given[:, :codes.shape[1]] = codes
+  preserve = np.zeros(layout.video_len, bool)
+  preserve[:codes.shape[1]] = True
+  return given, preserve
 
 
 def _clip_decoder(bundle, text_ids, control_codes, options):
