@@ -1,18 +1,12 @@
 """benchmarks/text_binding_curve.py: config overrides (the training loop is the trainer's)."""
 
-import importlib.util
-import os
-
 import ml_collections
 import pytest
 
 from mmvid_jax.errors import UserError
+import script_loader
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SPEC = importlib.util.spec_from_file_location(
-    "text_binding_curve", os.path.join(ROOT, "benchmarks", "text_binding_curve.py"))
-curve = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(curve)
+curve = script_loader.load_script("benchmarks/text_binding_curve.py", "text_binding_curve")
 
 
 def test_overrides_parse_literals_keep_types_and_add_new_keys():

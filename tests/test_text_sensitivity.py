@@ -1,19 +1,13 @@
 """benchmarks/text_sensitivity.py: caption swaps and the divergence it reports."""
 
-import importlib.util
-import os
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mmvid_jax.errors import UserError
+import script_loader
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SPEC = importlib.util.spec_from_file_location(
-    "text_sensitivity", os.path.join(ROOT, "benchmarks", "text_sensitivity.py"))
-probe = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(probe)
+probe = script_loader.load_script("benchmarks/text_sensitivity.py", "text_sensitivity")
 
 
 def test_swaps_replace_one_whole_word_and_keep_punctuation():
