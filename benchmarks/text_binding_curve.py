@@ -89,11 +89,8 @@ def main():
   train_step = jax.jit(step_lib.make_train_step(model, layout, settings, jax.random.key(2)),
                        donate_argnums=0)
 
-  variants = text_sensitivity.swapped_captions(text_sensitivity.DEFAULT_TEXT,
-                                               list(text_sensitivity.DEFAULT_SWAPS))
-  captions = [text_sensitivity.DEFAULT_TEXT] + [caption for _, caption in variants]
-  text_ids = jnp.asarray(text_tokenizer.encode(captions, layout.text_len))
-  masked_video = jnp.full((len(captions), layout.video_len), layout.mask_id, jnp.int32)
+  labels, text_ids, masked_video = text_sensitivity.probe_inputs(
+      text_tokenizer, layout, text_sensitivity.DEFAULT_TEXT, list(text_sensitivity.DEFAULT_SWAPS))
 
   @jax.jit
   def divergences(params):
@@ -101,11 +98,10 @@ def main():
                                method=model.tokens_to_logits)
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     return jnp.stack([text_sensitivity.jensen_shannon(probs[0], probs[i]).mean()
-                      for i in range(1, len(captions))])
+                      for i in range(1, len(labels) + 1)])
 
   print(f"workdir {args.workdir}; overrides {args.set or 'none'}; "
         f"{'pseudo' if args.pseudo else 'trained'} tokenizer; S = {layout.seq_len}")
-  labels = [label for label, _ in variants]
   print(f"{'step':>5s} {'seconds':>8s} " + " ".join(f"{m:>12s}" for m in TRAIN_METRICS) + " | "
         + " ".join(f"{label:>14s}" for label in labels))
   batches = data_pipeline.make_dataset(config, "train", args.workdir,

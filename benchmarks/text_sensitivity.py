@@ -56,6 +56,16 @@ def swapped_captions(text: str, swaps: list[str]) -> list[tuple[str, str]]:
   return result
 
 
+def probe_inputs(text_tokenizer, layout, text: str, swaps: list[str]):
+  """(labels, text ids (1 + len(labels), L), all-[MASK] video): the base caption first, then
+  one caption per swap and the null caption."""
+  variants = swapped_captions(text, swaps)
+  captions = [text] + [caption for _, caption in variants]
+  text_ids = jnp.asarray(text_tokenizer.encode(captions, layout.text_len))
+  video = jnp.full((len(captions), layout.video_len), layout.mask_id, jnp.int32)
+  return [label for label, _ in variants], text_ids, video
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--workdir", required=True, help="a workdir with a trained transformer")
@@ -64,15 +74,13 @@ def main():
   args = parser.parse_args()
   try:
     run = inputs.load_run(args.workdir)
-    variants = swapped_captions(args.text, args.swap or list(DEFAULT_SWAPS))
+    bundle, layout = run.bundle, run.bundle.layout
+    labels, text_ids, video = probe_inputs(run.text_tokenizer, layout, args.text,
+                                           args.swap or list(DEFAULT_SWAPS))
   except UserError as error:
     raise SystemExit(f"error: {error}") from None
-  bundle, layout = run.bundle, run.bundle.layout
   if bundle.is_causal:
     raise SystemExit("error: this workdir's transformer is ART-V (causal); the probe needs MMVID.")
-  captions = [args.text] + [caption for _, caption in variants]
-  text_ids = jnp.asarray(run.text_tokenizer.encode(captions, layout.text_len))
-  video = jnp.full((len(captions), layout.video_len), layout.mask_id, jnp.int32)
   logits, _, _ = bundle.tokens_to_logits(bundle.params, video, {"text_ids": text_ids})
   probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
   background = int(jnp.argmax(probs[0].mean(0)))
@@ -81,7 +89,7 @@ def main():
         f"mean p(background) {base_background:.3f}")
   print(f"{'swap':24s} {'JS (nats, mean over tokens)':>28s} {'max over tokens':>16s} "
         f"{'change in p(background)':>24s}")
-  for row, (label, _) in enumerate(variants, start=1):
+  for row, label in enumerate(labels, start=1):
     divergence = np.asarray(jensen_shannon(probs[0], probs[row]))
     delta = float(probs[row, :, background].mean()) - base_background
     print(f"{label:24s} {divergence.mean():28.2e} {divergence.max():16.2e} {delta:+24.4f}")
