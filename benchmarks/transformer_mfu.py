@@ -76,6 +76,30 @@ def model_flops_per_step(layout: Layout, width: int, depth: int, mlp_dim: int, b
   return 3.0 * batch * (trunk + head)
 
 
+class _OneBlock(nn.Module):
+  """One trunk block as the model builds it (a wrapper: Block's `init` field shadows `.init`)."""
+  model: nn.Module
+  masked_rows: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self, x, allowed):
+    m = self.model
+    return layers.Block(m.num_heads, m.mlp_dim, m.activation, dtype=m.dtype,
+                        attention=m.attention, masked_rows=self.masked_rows)(x, allowed)[0]
+
+
+def print_block_residuals(model, layout: Layout):
+  """What one block of `model`, rematerialised with its policy, keeps (abstract, full length)."""
+  wrapper = _OneBlock(model, layout.masked_attention_rows())
+  x = jax.ShapeDtypeStruct((1, layout.seq_len, model.width), model.dtype)
+  allowed = jnp.asarray(layout.attention_allowed())
+  variables = jax.eval_shape(wrapper.init, jax.random.key(0), x, allowed)
+  loss = lambda v, x: wrapper.apply(v, x, allowed).astype(jnp.float32).sum()
+  print(f"residuals kept by one block, remat_policy={model.remat_policy}:")
+  jax.ad_checkpoint.print_saved_residuals(
+      jax.checkpoint(loss, policy=layers.remat_policy(model.remat_policy)), variables, x)
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--variant", choices=("default", "tiny"), default="default")
@@ -87,6 +111,16 @@ def main():
   parser.add_argument("--peak_tflops", type=float, default=989.0)
   parser.add_argument("--remat", choices=("config", "on", "off"), default="config",
                       help="recompute block activations in the backward pass (config: as MUGEN)")
+  parser.add_argument("--remat_policy", choices=layers.REMAT_POLICIES + ("config",),
+                      default="config",
+                      help="with remat, what each block keeps (config: as MUGEN); see "
+                           "layers.remat_policy")
+  parser.add_argument("--prevent_cse", choices=("config", "on", "off"), default="config",
+                      help="optimization barriers around the recomputation inside the scan "
+                           "(config: layers.PREVENT_CSE_IN_SCAN)")
+  parser.add_argument("--residuals", action="store_true",
+                      help="print what one rematerialised block keeps for its backward pass "
+                           "(shows whether the fused kernel's outputs are kept)")
   parser.add_argument("--attention", choices=("xla", "cudnn", "auto"), default="xla",
                       help="config.transformer.attention: xla = einsum + softmax; cudnn = one "
                            "fused jax.nn.dot_product_attention call; auto = cudnn where it "
@@ -105,6 +139,8 @@ def main():
                       help="a folder: trace 3 more steps there and print the device-time breakdown")
   args = parser.parse_args()
   layers.FUSED_LENGTH_MULTIPLE = args.fused_pad
+  if args.prevent_cse != "config":
+    layers.PREVENT_CSE_IN_SCAN = args.prevent_cse == "on"
   if args.mask == "full":
     Layout.masked_attention_rows = lambda self: None
   if args.attention == "cudnn" and jax.default_backend() != "gpu":
@@ -121,6 +157,8 @@ def main():
     tr.scan_layers = args.scan == "on"
   if args.remat != "config":
     tr.remat = args.remat == "on"
+  if args.remat_policy != "config":
+    tr.remat_policy = args.remat_policy
   image_size = int(data.image_size)
   patch = int(config.tokenizer.downsample_factor)
   levels = 10 if args.variant == "default" else 5  # 1000 (or 125) codes
@@ -129,6 +167,8 @@ def main():
                   int(data.text_seq_len), int(data.num_frames), tokenizer.latent_size,
                   tokenizer.latent_size)
   model = make_model(tr, layout).clone(dtype=jnp.dtype(args.dtype))
+  if args.residuals:
+    print_block_residuals(model, layout)
   settings = step_lib.settings_from_config(tr)
   tx = step_lib.build_optimizer(tr, 1000)
   zeros = lambda *shape: jnp.zeros(shape, jnp.int32)

@@ -101,6 +101,9 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   tr.dropout = 0.0
   tr.scan_layers = False
   tr.remat = False
+  # With remat, what each block keeps for the backward pass: "full" (only its input), "attention"
+  # (+ q, k, v and the attention output), "dots" (+ every matmul output). docs/performance.md.
+  tr.remat_policy = "full"
   # Training compute precision: "float32" or "bfloat16" (bf16 matmuls and activations; params,
   # LayerNorm, softmax and losses stay fp32). See docs/performance.md.
   tr.compute_dtype = "float32"

@@ -120,6 +120,7 @@ MEANINGS = {
     "transformer.dropout": "dropout rate",
     "transformer.scan_layers": "scan over blocks (faster compile for deep models)",
     "transformer.remat": "rematerialise block activations (less memory, more compute)",
+    "transformer.remat_policy": "with remat, what each block keeps for the backward pass: full | attention | dots",
     "transformer.compute_dtype": "training compute precision, `float32` or `bfloat16` (bf16 matmuls "
                                  "and activations, fp32 params/LayerNorm/softmax/losses)",
     "transformer.attention": "attention kernel: `auto` (cuDNN fused attention on a CUDA GPU for "

@@ -21,6 +21,8 @@ from flax import linen as nn
 import jax
 import jax.numpy as jnp
 
+from jax.ad_checkpoint import checkpoint_name
+
 from mmvid_jax.errors import ConfigError
 
 Array = jax.Array
@@ -58,6 +60,50 @@ def dense_init(scheme: str = "normal"):
   if scheme == "normal":
     return nn.initializers.normal(stddev=0.02)
   raise ValueError(f"unknown dense_init {scheme!r}; use one of {DENSE_INITS}")
+
+
+REMAT_POLICIES = ("full", "attention", "dots")
+# Attention tensors the "attention" and "dots" remat policies keep for the backward pass.
+ATTENTION_SAVE_NAMES = ("attention_query", "attention_key", "attention_value", "attention_out")
+
+
+def _fused_attention_forward(prim, *_, **__) -> bool:
+  """cuDNN's forward kernel: its outputs (attention output, softmax statistics) are what its
+  backward kernel reads, so keeping them means the forward kernel never runs twice."""
+  return prim.name.startswith("dot_product_attention_fwd")
+
+
+def remat_policy(name: str):
+  """What a rematerialised block keeps for the backward pass (`transformer.remat_policy`).
+
+  "full": only the block's input; the whole block runs again in the backward pass (least memory).
+  "attention": also q, k, v and the attention output (and cuDNN's softmax statistics), so
+  attention's forward never runs twice; the MLP, the output projection and LayerNorms do.
+  "dots": also every matmul output without batch dims (q/k/v, projections, MLP), so only
+  elementwise work is recomputed (close to remat off in memory).
+  """
+  if name == "full":
+    return None
+  policies = jax.checkpoint_policies
+  attention = policies.save_from_both_policies(
+      policies.save_only_these_names(*ATTENTION_SAVE_NAMES), _fused_attention_forward)
+  if name == "attention":
+    return attention
+  if name == "dots":
+    return policies.save_from_both_policies(attention, policies.dots_with_no_batch_dims_saveable)
+  raise ConfigError("transformer.remat_policy", f"unknown remat policy {name!r}",
+                    f"use one of {', '.join(REMAT_POLICIES)}")
+
+
+# Inside `nn.scan` the loop already keeps XLA from merging the recomputation back into the
+# forward pass, so CSE prevention (optimization barriers, which also block fusion) is off there.
+PREVENT_CSE_IN_SCAN = False
+
+
+def remat_block(block_cls, policy: str, scanned: bool):
+  """`block_cls` rematerialised with `policy` (see `remat_policy`)."""
+  return nn.remat(block_cls, static_argnums=(5, 6), policy=remat_policy(policy),
+                  prevent_cse=PREVENT_CSE_IN_SCAN if scanned else True)
 
 
 def layer_norm(name: str) -> nn.LayerNorm:
@@ -186,6 +232,9 @@ class Attention(nn.Module):
                                 kernel_init=kernel(("embed", None, "heads", "kv")),
                                 bias_init=bias((None, "heads", "kv")))(x_kv)
     key, value = key_value[..., 0, :, :], key_value[..., 1, :, :]
+    query = checkpoint_name(query, "attention_query")
+    key = checkpoint_name(key, "attention_key")
+    value = checkpoint_name(value, "attention_value")
     if cache is not None:
       start = (0, cache_index, 0, 0)
       key = jax.lax.dynamic_update_slice(cache[0], key.astype(cache[0].dtype), start)
@@ -194,6 +243,7 @@ class Attention(nn.Module):
       out = _fused_attention(query, key, value, allowed, masked_rows=self.masked_rows)
     else:
       out = einsum_attention(query, key, value, allowed, self.dtype)
+    out = checkpoint_name(out, "attention_out")
     out = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="out",
                           kernel_init=kernel(("heads", "kv", "embed")),
                           bias_init=bias(("embed",)))(out)
@@ -265,10 +315,11 @@ class _ScanBlock(nn.Module):
   attention: str = "auto"
   masked_rows: tuple[int, ...] | None = None
   init: str = "normal"
+  remat_policy: str = "full"
 
   @nn.compact
   def __call__(self, x, cache, allowed, cache_index, deterministic):
-    block_cls = nn.remat(Block, static_argnums=(5, 6)) if self.remat else Block
+    block_cls = remat_block(Block, self.remat_policy, scanned=True) if self.remat else Block
     x, kv = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
                       self.attention, self.masked_rows, self.init, name="block")(x, allowed, cache, cache_index, deterministic, None)
     return x, (kv if self.return_kv else None)
@@ -296,6 +347,7 @@ class Trunk(nn.Module):
   # the fused attention then needs no mask tensor. None: any row may be masked (ART-V).
   masked_rows: tuple[int, ...] | None = None
   init: str = "normal"  # dense_init scheme of every block
+  remat_policy: str = "full"  # with remat: what each block keeps (REMAT_POLICIES)
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache=None, cache_index=None,
@@ -310,12 +362,12 @@ class Trunk(nn.Module):
           metadata_params={nn.PARTITION_NAME: "layers"})
       x, kv = scanned(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
                       self.remat, keep_kv, self.attention, self.masked_rows, self.init,
-                      name="layers")(x, cache, allowed, cache_index,
+                      self.remat_policy, name="layers")(x, cache, allowed, cache_index,
                                                           deterministic)
       if final_query_rows is not None:
         x = x[:, jnp.asarray(final_query_rows)]
       return x, kv
-    block_cls = nn.remat(Block, static_argnums=(5, 6)) if self.remat else Block
+    block_cls = remat_block(Block, self.remat_policy, scanned=False) if self.remat else Block
     kvs = []
     for i in range(self.depth):
       block = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,

@@ -22,7 +22,7 @@ import numpy as np
 
 from mmvid_jax.transformer import embeddings as emb_lib
 from mmvid_jax.errors import ConfigError
-from mmvid_jax.transformer.layers import DENSE_INITS, Head, Trunk
+from mmvid_jax.transformer.layers import DENSE_INITS, REMAT_POLICIES, Head, Trunk
 from mmvid_jax.transformer.vocab import NUM_SPECIAL, ST1_ID, VID_ID, REL_ID, Layout
 
 Array = jax.Array
@@ -45,6 +45,7 @@ class MMVIDTransformer(nn.Module):
   dtype: Any = jnp.float32
   attention: str = "auto"  # "auto" | "xla" | "cudnn" (layers.attention_path)
   dense_init: str = "normal"  # trunk and head kernels: "normal" (N(0, 0.02)) | "lecun"
+  remat_policy: str = "full"  # with remat: what each block keeps (layers.REMAT_POLICIES)
   # Not in MMVID: every video token's input also gets a projection of the mean text embedding,
   # a direct conditioning path beside attention (docs/transformer.md, "Text summary").
   text_summary: bool = False
@@ -69,7 +70,8 @@ class MMVIDTransformer(nn.Module):
           bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
                        self.scan_layers, self.remat, self.dtype, self.attention,
-                       masked_rows=layout.masked_attention_rows(), init=self.dense_init)
+                       masked_rows=layout.masked_attention_rows(), init=self.dense_init,
+                       remat_policy=self.remat_policy)
     self.video_head = Head(layout.codebook_size, "vocab", self.dtype, self.dense_init)
     self.rel_head = Head(1, None, self.dtype, self.dense_init)
     self.vid_head = Head(1, None, self.dtype, self.dense_init)
@@ -169,6 +171,7 @@ class ARTVTransformer(nn.Module):
   dtype: Any = jnp.float32
   attention: str = "auto"  # "auto" | "xla" | "cudnn" (layers.attention_path)
   dense_init: str = "normal"  # trunk and head kernels: "normal" (N(0, 0.02)) | "lecun"
+  remat_policy: str = "full"  # with remat: what each block keeps (layers.REMAT_POLICIES)
 
   def setup(self):
     layout, width, std = self.layout, self.width, self.embed_init_std
@@ -182,7 +185,7 @@ class ARTVTransformer(nn.Module):
     self.video_positions = emb_lib.VideoPositions(layout, width, std, self.position_init)
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
                        self.scan_layers, self.remat, self.dtype, self.attention,
-                       init=self.dense_init)
+                       init=self.dense_init, remat_policy=self.remat_policy)
     self.text_head = Head(layout.text_table_size, "vocab", self.dtype, self.dense_init)
     if layout.num_controls:
       self.control_head = Head(layout.video_vocab_size, "vocab", self.dtype, self.dense_init)
@@ -257,7 +260,12 @@ def model_kwargs(tr_config) -> dict:
   if init not in DENSE_INITS:
     raise ConfigError("transformer.dense_init", f"unknown initializer {init!r}",
                       f"use one of {', '.join(DENSE_INITS)}")
-  return dict(dense_init=init, width=int(tr_config.width), depth=int(tr_config.depth),
+  policy = str(tr_config.get("remat_policy", "full"))
+  if policy not in REMAT_POLICIES:
+    raise ConfigError("transformer.remat_policy", f"unknown remat policy {policy!r}",
+                      f"use one of {', '.join(REMAT_POLICIES)}")
+  return dict(dense_init=init, remat_policy=policy,
+              width=int(tr_config.width), depth=int(tr_config.depth),
               num_heads=int(tr_config.num_heads), mlp_dim=int(tr_config.mlp_dim),
               activation=str(tr_config.activation), dropout=float(tr_config.dropout),
               scan_layers=bool(tr_config.scan_layers), remat=bool(tr_config.remat),

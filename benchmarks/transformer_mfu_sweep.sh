@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Several transformer_mfu.py variants in one device lease: one process each (an out-of-memory
+# variant cannot spoil the next), a time limit each, the full log and a summary table.
+#
+#   bash benchmarks/transformer_mfu_sweep.sh [LOG_DIR] [PER_VARIANT_SECONDS]
+#
+# Each line of VARIANTS is a name, optional environment settings (NAME=value, e.g. XLA_FLAGS=...)
+# and the arguments for benchmarks/transformer_mfu.py; the first is the baseline (the
+# configuration docs/performance.md measured before). Variants run in order, most wanted first,
+# and the summary is written as each ends, so a lease cut short still reports what ran. Needs a CUDA
+# GPU with JAX, Flax and optax; ml_collections may come from PYTHONPATH. MFU_COMMON replaces
+# the arguments every variant shares (a CPU smoke run: MFU_COMMON="--variant=tiny --attention=xla
+# --steps=1").
+set -u
+cd "$(dirname "$0")/.." || exit 1
+log_dir=${1:-runs/mfu_sweep}  # relative paths: from the repository root
+limit=${2:-150}
+mkdir -p "$log_dir"
+python=${PYTHON:-python3}
+common=${MFU_COMMON:-"--attention=cudnn --steps=6 --warmup=2"}
+profile_dir="$log_dir/trace"
+VARIANTS=(
+  "b4_full_cse        --batch=4 --remat_policy=full --prevent_cse=on --residuals"
+  "b4_attention       --batch=4 --remat_policy=attention --residuals"
+  "b4_dots            --batch=4 --remat_policy=dots --profile=$profile_dir"
+  "b16_dots           --batch=16 --remat_policy=dots"
+  "b4_full            --batch=4 --remat_policy=full"
+  "b16_attention      --batch=16 --remat_policy=attention"
+  "b4_dots_tritongemm XLA_FLAGS=--xla_gpu_triton_gemm_any=true --batch=4 --remat_policy=dots"
+  "b8_dots_unscanned  --batch=8 --remat_policy=dots --scan=off"
+)
+summary="$log_dir/summary.txt"
+: >"$summary"
+start=$SECONDS
+for line in "${VARIANTS[@]}"; do
+  read -r name rest <<<"$line"
+  settings=() args=()
+  for word in $rest; do
+    if [[ $word == --* ]]; then args+=("$word"); else settings+=("$word"); fi
+  done
+  echo "=== $name (at $((SECONDS - start)) s): ${settings[*]} ${args[*]}" | tee -a "$log_dir/all.log"
+  # shellcheck disable=SC2086  # $common splits on purpose
+  env "${settings[@]}" timeout "$limit" "$python" benchmarks/transformer_mfu.py $common \
+    "${args[@]}" >"$log_dir/$name.log" 2>&1
+  status=$?
+  cat "$log_dir/$name.log" >>"$log_dir/all.log"
+  result=$(grep -E "^(step|model FLOPs|peak device)" "$log_dir/$name.log" | tr '\n' ' ')
+  compile=$(grep -o "compile [0-9.]* s" "$log_dir/$name.log")
+  [ "$status" -eq 0 ] || result="FAILED (exit $status): $(tail -n 2 "$log_dir/$name.log" | tr '\n' ' ')"
+  echo "$name | $compile | $result" | tee -a "$summary"
+done
+echo "--- what a block keeps (lines naming the fused kernel's outputs):"
+grep -h -E "^(residuals kept|.*dot_product_attention)" "$log_dir"/*.log
+echo "--- device-time breakdown of b4_dots:"
+sed -n '/^loss/,$p' "$log_dir/b4_dots.log" | head -n 40
+echo "--- total $((SECONDS - start)) s"
+grep -m1 "^device:" "$log_dir/all.log"
+cat "$summary"
