@@ -71,6 +71,8 @@ def main():
   parser.add_argument("--dtype", default="", help="transformer.compute_dtype override")
   parser.add_argument("--negatives", default="", help="transformer.negatives override")
   parser.add_argument("--remat", choices=("", "on", "off"), default="")
+  parser.add_argument("--remat_policy", default="",
+                      help="transformer.remat_policy override (full | attention | dots)")
   args = parser.parse_args()
 
   print(memory.TABLE_HEADER[:memory.TABLE_HEADER.index("\n")].replace("| peak |",
@@ -89,6 +91,9 @@ def main():
     if args.remat:
       tr.remat = args.remat == "on"
       label += f" remat {args.remat}"
+    if args.remat_policy:
+      tr.remat_policy = args.remat_policy
+      label += f" remat_policy={args.remat_policy}"
     for devices in (int(d) for d in args.devices.split(",")):
       mesh_config = dict(config.mesh)
       if args.mesh:

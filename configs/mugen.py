@@ -101,7 +101,8 @@ def _tokenizer(data: ml_collections.ConfigDict, tiny: bool) -> ml_collections.Co
 
 def _transformer(tiny: bool) -> ml_collections.ConfigDict:
   tr = common.mmvid_scale_transformer(tiny)
-  tr.remat = not tiny  # 4096-token sequences: recompute activations in the backward pass.
+  tr.remat = not tiny  # 4096-token sequences: recompute activations in the backward pass...
+  tr.remat_policy = "attention"  # ...except q, k, v and attention outputs (docs/performance.md)
   if not tiny:
     # 6 heads of 128 rather than MMVID's 12 of 64: a TPU's matrix units are 128 wide, cuDNN
     # flash attention runs ~1.4x faster at head dim 128 (docs/performance.md), and XLA's
