@@ -15,7 +15,8 @@ Sizing (default variant, for a TPU v4-8 or one 8-GPU node):
 - resolution: 128 px (tile = 11 px, the agent 11 x 22 px).
 - tokenizer: per-frame VQGAN, downsampling 8 (a token covers 8 x 8 px, under one tile, so the
   small sprites survive), 1024 codes -> 16 x 16 = 256 tokens per frame, 4096 per clip.
-- transformer: 12 layers x 768 wide, 6 heads of 128 (~90M parameters), remat on, batch 16 (4 clips per chip
+- transformer: 12 layers x 768 wide, 6 heads of 128 (~90M parameters), remat on (keeping q, k, v and
+  attention outputs), batch 16 (4 clips per chip
   of a v4-8, 2 per GPU of an 8-GPU node: what fits a v4 chip's 32 GiB, see
   docs/performance.md); 4096 video + 64 text tokens of full attention per clip.
 """
