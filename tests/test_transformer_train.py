@@ -153,3 +153,32 @@ def test_stage_without_tokenizer_is_a_clear_error(tmp_path):
     stage.run(config, str(tmp_path))
   with pytest.raises(UserError, match="run --config.stage=transformer first"):
     api.load_transformer(str(tmp_path))
+
+
+def test_eval_step_scores_complete_videos_too():
+  """`<metric>_unmasked` scores REL/VID with every video token visible; with a mask that keeps
+  everything they equal the masked-path metrics, with MMVID's masks they differ."""
+  batch = moving_square_batch(seed=1)
+  results = {}
+  for name, overrides in (("default", {}), ("keep_all", dict(msm_strategy_prob=(1.0, 0, 0, 0),
+                                                              msm_bernoulli_keep=(1.0, 1.0)))):
+    tr = tr_config(**overrides)
+    model = make_model(tr, LAYOUT)
+    settings = step_lib.settings_from_config(tr)
+    tx = step_lib.build_optimizer(tr, 100)
+    mesh = mesh_lib.make_mesh({"data": 1}, jax.devices()[:1])
+    state = make_state(model, tx, mesh)
+    eval_step = jax.jit(step_lib.make_eval_step(model, LAYOUT, settings))
+    results[name] = jax.device_get(eval_step(state.params, batch, (TOKENIZER, None),
+                                             jax.random.key(3)))
+  for metrics in results.values():
+    for key in step_lib.UNMASKED_METRICS:
+      assert np.isfinite(metrics[f"{key}_unmasked"]), key
+  keep_all, default = results["keep_all"], results["default"]
+  for key in step_lib.UNMASKED_METRICS:
+    np.testing.assert_allclose(keep_all[f"{key}_unmasked"], keep_all[key], rtol=1e-5)
+  # Same parameters (same init key), same complete videos: the unmasked scores agree across
+  # configs, while the masked ones see different inputs.
+  np.testing.assert_allclose(default["rel_loss_unmasked"], keep_all["rel_loss_unmasked"],
+                             rtol=1e-5)
+  assert abs(default["rel_loss"] - default["rel_loss_unmasked"]) > 1e-4

@@ -107,7 +107,8 @@ def prepare_inputs(layout: Layout, settings: StepSettings, tokenizer, text_encod
                                                          settings.vid_strategy_prob)
   negative_codes = negative_codes.reshape(codes.shape)
   out.update(keep=keep, masked=jnp.where(keep, codes, layout.mask_id),
-             masked_negative=jnp.where(keep, negative_codes, layout.mask_id))
+             masked_negative=jnp.where(keep, negative_codes, layout.mask_id),
+             negative_codes=negative_codes)
   return out
 
 
@@ -194,15 +195,29 @@ def make_train_step(model, layout: Layout, settings: StepSettings, base_key: jax
   return train_step
 
 
+UNMASKED_METRICS = ("rel_loss", "rel_accuracy", "vid_loss", "vid_accuracy")
+
+
 def make_eval_step(model, layout: Layout, settings: StepSettings):
-  """(params, batch, frozen, key) -> metric sums over the batch (fixed masks from `key`)."""
-  loss_fn = artv_step_loss if settings.objective == "artv" else mmvid_loss
+  """(params, batch, frozen, key) -> metric sums over the batch (fixed masks from `key`).
+
+  MMVID models are also scored on the complete videos (no token masked): `<metric>_unmasked`
+  for the REL and VID losses and accuracies, what the reranker of `mask_predict` relies on when
+  it scores finished candidates.
+  """
+  artv = settings.objective == "artv"
+  loss_fn = artv_step_loss if artv else mmvid_loss
   settings = dataclasses.replace(settings, negatives="all")  # Score every sample both ways.
 
   def eval_step(params, batch: dict, frozen, key):
     tokenizer, text_encoder = frozen
     inputs = prepare_inputs(layout, settings, tokenizer, text_encoder, batch, key, train=False)
     _, metrics = loss_fn(model, params, inputs, settings)
+    if not artv:
+      complete = dict(inputs, keep=jnp.ones_like(inputs["keep"]), masked=inputs["codes"],
+                      masked_negative=inputs["negative_codes"])
+      _, unmasked = loss_fn(model, params, complete, settings)
+      metrics = dict(metrics, **{f"{k}_unmasked": unmasked[k] for k in UNMASKED_METRICS})
     return metrics
 
   return eval_step
