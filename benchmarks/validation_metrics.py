@@ -27,9 +27,11 @@ from mmvid_jax.transformer import train_step as step_lib  # pylint: disable=wron
 from mmvid_jax.transformer import trainer  # pylint: disable=wrong-import-position
 
 
-def validation_metrics(workdir: str, batches: int = 0, seed: int | None = None) -> dict:
-  """{metric: value} over `batches` validation batches (0: the config's num_eval_batches)."""
-  run = inputs.load_run(workdir)
+def validation_metrics(workdir: str, batches: int = 0, seed: int | None = None,
+                       config=None) -> dict:
+  """{metric: value} over `batches` validation batches (0: the config's num_eval_batches);
+  `config`: the workdir's own config.json when None."""
+  run = inputs.load_run(workdir, config=config)
   config, bundle = run.config, run.bundle
   tr = config.transformer
   settings = step_lib.settings_from_config(tr)

@@ -257,3 +257,21 @@ def test_datasets_without_shapes_attributes_skip_the_oracle():
   assert stage._read_oracle(videos, {"video": videos}, "real clips") == (None, None)
   reading, summary = stage._read_oracle(videos, {"attributes": np.zeros((2, 4), np.int32)}, "x")
   assert summary["detected"] == 0.0 and reading.attributes.shape == (2, 4)
+
+
+def test_validation_metrics_script_on_the_tiny_workdir(tiny_workdir):
+  """benchmarks/validation_metrics.py: the trainer's validation metrics, masked and on complete
+  videos, deterministic for a seed."""
+  import script_loader  # pylint: disable=import-outside-toplevel
+  from mmvid_jax.transformer import train_step  # pylint: disable=import-outside-toplevel
+  script = script_loader.load_script("benchmarks/validation_metrics.py", "validation_metrics")
+  config = tiny_config()
+  first = script.validation_metrics(tiny_workdir, batches=1, config=config)
+  again = script.validation_metrics(tiny_workdir, batches=1, config=config)
+  expected = {"loss", "msm_loss", "msm_accuracy", "rel_loss", "rel_accuracy", "vid_loss",
+              "vid_accuracy"} | {f"{k}_unmasked" for k in train_step.UNMASKED_METRICS}
+  assert expected <= set(first)
+  for key in expected:
+    assert 0.0 <= first[key] < 1e3 and first[key] == again[key], key
+  other_seed = script.validation_metrics(tiny_workdir, batches=1, seed=12345, config=config)
+  assert other_seed["msm_loss"] != first["msm_loss"]
