@@ -22,7 +22,8 @@ import numpy as np
 
 from mmvid_jax.transformer import embeddings as emb_lib
 from mmvid_jax.errors import ConfigError
-from mmvid_jax.transformer.layers import DENSE_INITS, REMAT_POLICIES, Head, Trunk
+from mmvid_jax.transformer.layers import DENSE_INITS, Head, Trunk
+from mmvid_jax.transformer.layers import remat_policy as policy_from_name
 from mmvid_jax.transformer.vocab import NUM_SPECIAL, ST1_ID, VID_ID, REL_ID, Layout
 
 Array = jax.Array
@@ -261,9 +262,7 @@ def model_kwargs(tr_config) -> dict:
     raise ConfigError("transformer.dense_init", f"unknown initializer {init!r}",
                       f"use one of {', '.join(DENSE_INITS)}")
   policy = str(tr_config.get("remat_policy", "full"))
-  if policy not in REMAT_POLICIES:
-    raise ConfigError("transformer.remat_policy", f"unknown remat policy {policy!r}",
-                      f"use one of {', '.join(REMAT_POLICIES)}")
+  policy_from_name(policy)  # a ConfigError for an unknown name, before any tracing
   return dict(dense_init=init, remat_policy=policy,
               width=int(tr_config.width), depth=int(tr_config.depth),
               num_heads=int(tr_config.num_heads), mlp_dim=int(tr_config.mlp_dim),
