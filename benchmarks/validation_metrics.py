@@ -2,13 +2,16 @@
 
     python benchmarks/validation_metrics.py --workdir=runs/shapes
     python benchmarks/validation_metrics.py --workdir=runs/shapes --batches=32 --seed=7
+    python benchmarks/validation_metrics.py --workdir=runs/shapes --vid_strategy=colour
 
 Runs the training stage's own evaluation (`trainer._evaluate`: the validation split, fixed MSM
 masks and VID negatives from the seed, every sample scored with both negatives) on the exported
 transformer, and prints every metric: MSM loss/accuracy, REL/VID loss and accuracy on the masked
 videos the objective trains on, and the same REL/VID figures on the complete videos
 (`*_unmasked`, what the sampler's reranker sees). The default seed and batch count are the
-training run's, so the masked figures repeat its last `eval` line.
+training run's, so the masked figures repeat its last `eval` line. `--vid_strategy` makes every
+VID negative of one kind (frame_swap, shuffle, colour, affine) to see which ones the model
+detects.
 """
 
 import argparse
@@ -23,17 +26,25 @@ sys.path.insert(0, ROOT)
 from mmvid_jax.errors import UserError  # pylint: disable=wrong-import-position
 from mmvid_jax.infra import mesh as mesh_lib  # pylint: disable=wrong-import-position
 from mmvid_jax.sampling import inputs  # pylint: disable=wrong-import-position
+from mmvid_jax.transformer import negatives  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import train_step as step_lib  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import trainer  # pylint: disable=wrong-import-position
 
 
 def validation_metrics(workdir: str, batches: int = 0, seed: int | None = None,
-                       config=None) -> dict:
+                       config=None, vid_strategy: str = "") -> dict:
   """{metric: value} over `batches` validation batches (0: the config's num_eval_batches);
-  `config`: the workdir's own config.json when None."""
+  `config`: the workdir's own config.json when None; `vid_strategy`: one VID negative kind
+  only (negatives.VID_STRATEGIES), or "" for the config's mixture."""
   run = inputs.load_run(workdir, config=config)
   config, bundle = run.config, run.bundle
   tr = config.transformer
+  if vid_strategy:
+    if vid_strategy not in negatives.VID_STRATEGIES:
+      raise UserError(f"--vid_strategy={vid_strategy!r} is not a VID negative; use one of "
+                      f"{', '.join(negatives.VID_STRATEGIES)}.")
+    tr.vid_strategy_prob = tuple(float(name == vid_strategy)
+                                 for name in negatives.VID_STRATEGIES)
   settings = step_lib.settings_from_config(tr)
   eval_step = jax.jit(step_lib.make_eval_step(bundle.model, bundle.layout, settings))
   mesh = mesh_lib.make_mesh(config.mesh)
@@ -50,9 +61,12 @@ def main():
                       help="validation batches (0: the config's transformer.num_eval_batches)")
   parser.add_argument("--seed", type=int, default=None,
                       help="masks and negatives seed (default: the training run's eval seed)")
+  parser.add_argument("--vid_strategy", default="",
+                      help="only this VID negative: frame_swap | shuffle | colour | affine")
   args = parser.parse_args()
   try:
-    metrics = validation_metrics(args.workdir, args.batches, args.seed)
+    metrics = validation_metrics(args.workdir, args.batches, args.seed,
+                                 vid_strategy=args.vid_strategy)
   except UserError as error:
     raise SystemExit(f"error: {error}") from None
   width = max(len(k) for k in metrics)

@@ -275,3 +275,10 @@ def test_validation_metrics_script_on_the_tiny_workdir(tiny_workdir):
     assert 0.0 <= first[key] < 1e3 and first[key] == again[key], key
   other_seed = script.validation_metrics(tiny_workdir, batches=1, seed=12345, config=config)
   assert other_seed["msm_loss"] != first["msm_loss"]
+  # One VID negative kind only: the VID figures change, the MSM ones (same masks) do not.
+  colour = script.validation_metrics(tiny_workdir, batches=1, config=tiny_config(),
+                                     vid_strategy="colour")
+  assert colour["msm_loss"] == first["msm_loss"]
+  assert colour["vid_loss_unmasked"] != first["vid_loss_unmasked"]
+  with pytest.raises(UserError, match="frame_swap"):
+    script.validation_metrics(tiny_workdir, batches=1, config=tiny_config(), vid_strategy="blur")
