@@ -20,7 +20,10 @@ SXM's dense bf16 tensor-core rate; pass --peak_tflops for another device.
 multiple of 64; needs a CUDA GPU and bf16: with fp32 the model falls back to einsum), `auto`
 what a training run picks by default. `--mask=full` passes MMVID's whole attention mask to the
 fused kernel (the model's earlier behaviour) instead of running it mask-free with the [ST1]/[VID]
-rows recomputed; `--fused_pad` changes the padding multiple (1: none). `--profile=DIR` traces
+rows recomputed; `--fused_pad` changes the padding multiple (1: none). `--remat_policy` sets
+what a rematerialised block keeps (`layers.remat_policy`), `--residuals` prints that list for the
+real block, `--prevent_cse=on` restores the CSE barriers inside the scan; several variants in one
+lease: `benchmarks/transformer_mfu_sweep.sh`. `--profile=DIR` traces
 3 more steps and prints where the device time goes (per kernel and per XLA op, ms per step).
 Imports only JAX, Flax, optax and ml_collections (no TensorFlow), so it runs on a bare GPU box.
 """
