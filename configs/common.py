@@ -122,6 +122,9 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   # Video axial position tables start as N(0, std) ("normal", MMVID) or as a 3-D sin-cos code
   # ("sincos": neighbours start similar, docs/transformer.md).
   tr.position_init = "normal"
+  # Not in MMVID: "video_3d" also rotates video queries/keys by their (t, y, x) (rotary
+  # position encoding, a quarter of each head's channel pairs per axis; docs/transformer.md).
+  tr.rotary = "none"
   # Not in MMVID: add a projection of the mean text embedding to every video token's input, a
   # direct text path beside attention (docs/transformer.md, "Text summary").
   tr.text_summary = False

@@ -136,6 +136,9 @@ MEANINGS = {
     "transformer.position_init": "video axial position tables start as 'normal' (MMVID: N(0, "
                                  "embed_init_std)) or 'sincos' (a 3-D sin-cos code, neighbours "
                                  "similar; still learned)",
+    "transformer.rotary": "not in MMVID: 'video_3d' also rotates each head's video queries and "
+                          "keys by their (t, y, x) (rotary encoding, a quarter of the channel "
+                          "pairs per axis, a quarter unrotated); 'none' = MMVID",
     "transformer.text_summary": "not in MMVID: add a projection of the mean text embedding to "
                                 "every video token's input (a direct text path beside attention)",
     "transformer.controls": "control slots, each `'<source>:<erasing mode>'`; sources "

@@ -34,9 +34,10 @@ def init(model):
   return nn.unbox(variables["params"])
 
 
-@pytest.mark.parametrize("scan", [False, True])
-def test_forward_shapes_passes_and_pruning(scan):
-  model = MMVIDTransformer(LAYOUT, scan_layers=scan, remat=scan, **DIMS)
+@pytest.mark.parametrize("scan,rotary", [(False, "none"), (True, "none"), (False, "video_3d"),
+                                         (True, "video_3d")])
+def test_forward_shapes_passes_and_pruning(scan, rotary):
+  model = MMVIDTransformer(LAYOUT, scan_layers=scan, remat=scan, rotary=rotary, **DIMS)
   params = init(model)
   text, controls, video = inputs()
   logits, rel, vid = model.apply({"params": params}, text, controls, video,
@@ -97,9 +98,9 @@ def test_padding_is_position_specific():
   np.testing.assert_allclose(pads, emb[10:15] + pos, atol=1e-6)
 
 
-@pytest.mark.parametrize("scan", [False, True])
-def test_artv_kv_cache_decode_equals_uncached_forward(scan):
-  model = ARTVTransformer(LAYOUT, scan_layers=scan, **DIMS)
+@pytest.mark.parametrize("scan,rotary", [(False, "none"), (True, "none"), (True, "video_3d")])
+def test_artv_kv_cache_decode_equals_uncached_forward(scan, rotary):
+  model = ARTVTransformer(LAYOUT, scan_layers=scan, rotary=rotary, **DIMS)
   text, controls, _ = inputs()
   codes = jax.random.randint(jax.random.key(1), (2, LAYOUT.video_len), 0, 16)
   variables = model.init(jax.random.key(0), text, controls, codes)

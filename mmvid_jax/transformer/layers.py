@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from mmvid_jax.errors import ConfigError
+from mmvid_jax.transformer import rotary as rotary_lib
 
 Array = jax.Array
 KVCache = tuple[Array, Array]  # keys, values: (B, S_max, heads, head_dim)
@@ -219,8 +220,8 @@ class Attention(nn.Module):
 
   @nn.compact
   def __call__(self, x_q: Array, x_kv: Array, allowed: Array,
-               cache: KVCache | None = None, cache_index: Array | None = None
-               ) -> tuple[Array, KVCache]:
+               cache: KVCache | None = None, cache_index: Array | None = None,
+               rotary_angles: tuple[Array, Array] | None = None) -> tuple[Array, KVCache]:
     width = x_q.shape[-1]
     head_dim = width // self.num_heads
     kernel = lambda axes: nn.with_logical_partitioning(dense_init(self.init), axes)
@@ -232,6 +233,11 @@ class Attention(nn.Module):
                                 kernel_init=kernel(("embed", None, "heads", "kv")),
                                 bias_init=bias((None, "heads", "kv")))(x_kv)
     key, value = key_value[..., 0, :, :], key_value[..., 1, :, :]
+    if rotary_angles is not None:  # (query angles, key angles); the cache keeps rotated keys
+      query = rotary_lib.rotate(query, rotary_angles[0])
+      key = rotary_lib.rotate(key, rotary_angles[1] if cache is None
+                              else jax.lax.dynamic_slice_in_dim(
+                                  rotary_angles[1], cache_index, key.shape[1], axis=0))
     query = checkpoint_name(query, "attention_query")
     key = checkpoint_name(key, "attention_key")
     value = checkpoint_name(value, "attention_value")
@@ -280,11 +286,18 @@ class Block(nn.Module):
   attention: str = "auto"
   masked_rows: tuple[int, ...] | None = None  # see Attention; positions of the full sequence
   init: str = "normal"  # dense_init scheme
+  rotary: rotary_lib.RotarySpec | None = None  # 3-D rotary encoding of the video (rotary.py)
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache: KVCache | None = None,
                cache_index: Array | None = None, deterministic: bool = True,
                query_rows: tuple[int, ...] | None = None) -> tuple[Array, KVCache]:
+    angles = None
+    if self.rotary is not None:
+      num_keys = x.shape[1] if cache is None else cache[0].shape[1]
+      num_queries = x.shape[1] if query_rows is None else len(query_rows)
+      angles = rotary_lib.query_key_angles(self.rotary, num_queries, num_keys, query_rows,
+                                           cache_index)
     normed = layer_norm("ln1")(x).astype(self.dtype)
     masked_rows = self.masked_rows
     if query_rows is not None:
@@ -295,7 +308,8 @@ class Block(nn.Module):
     else:
       normed_q = normed
     attended, kv = Attention(self.num_heads, self.dtype, self.attention, masked_rows,
-                             self.init, name="attention")(normed_q, normed, allowed, cache, cache_index)
+                             self.init, name="attention")(normed_q, normed, allowed, cache,
+                                                          cache_index, angles)
     x = x + nn.Dropout(self.dropout)(attended, deterministic=deterministic)
     mlp = Mlp(self.mlp_dim, self.activation, self.dropout, self.dtype, self.init, name="mlp")(
         layer_norm("ln2")(x).astype(self.dtype), deterministic)
@@ -316,12 +330,13 @@ class _ScanBlock(nn.Module):
   masked_rows: tuple[int, ...] | None = None
   init: str = "normal"
   remat_policy: str = "full"
+  rotary: rotary_lib.RotarySpec | None = None
 
   @nn.compact
   def __call__(self, x, cache, allowed, cache_index, deterministic):
     block_cls = remat_block(Block, self.remat_policy, scanned=True) if self.remat else Block
     x, kv = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                      self.attention, self.masked_rows, self.init, name="block")(x, allowed, cache, cache_index, deterministic, None)
+                      self.attention, self.masked_rows, self.init, self.rotary, name="block")(x, allowed, cache, cache_index, deterministic, None)
     return x, (kv if self.return_kv else None)
 
 
@@ -348,6 +363,7 @@ class Trunk(nn.Module):
   masked_rows: tuple[int, ...] | None = None
   init: str = "normal"  # dense_init scheme of every block
   remat_policy: str = "full"  # with remat: what each block keeps (REMAT_POLICIES)
+  rotary: rotary_lib.RotarySpec | None = None  # 3-D rotary encoding of the video (rotary.py)
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache=None, cache_index=None,
@@ -362,7 +378,7 @@ class Trunk(nn.Module):
           metadata_params={nn.PARTITION_NAME: "layers"})
       x, kv = scanned(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
                       self.remat, keep_kv, self.attention, self.masked_rows, self.init,
-                      self.remat_policy, name="layers")(x, cache, allowed, cache_index,
+                      self.remat_policy, self.rotary, name="layers")(x, cache, allowed, cache_index,
                                                           deterministic)
       if final_query_rows is not None:
         x = x[:, jnp.asarray(final_query_rows)]
@@ -371,7 +387,8 @@ class Trunk(nn.Module):
     kvs = []
     for i in range(self.depth):
       block = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                        self.attention, self.masked_rows, self.init, name=f"block_{i}")
+                        self.attention, self.masked_rows, self.init, self.rotary,
+                        name=f"block_{i}")
       last = i == self.depth - 1
       if last and split_passes is not None:
         return self._split_last_block(block, x, allowed, deterministic, final_query_rows,

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mmvid_jax.transformer import embeddings as emb_lib
+from mmvid_jax.transformer import rotary as rotary_lib
 from mmvid_jax.errors import ConfigError
 from mmvid_jax.transformer.layers import DENSE_INITS, Head, Trunk
 from mmvid_jax.transformer.layers import remat_policy as policy_from_name
@@ -47,6 +48,7 @@ class MMVIDTransformer(nn.Module):
   attention: str = "auto"  # "auto" | "xla" | "cudnn" (layers.attention_path)
   dense_init: str = "normal"  # trunk and head kernels: "normal" (N(0, 0.02)) | "lecun"
   remat_policy: str = "full"  # with remat: what each block keeps (layers.REMAT_POLICIES)
+  rotary: str = "none"  # "video_3d": 3-D rotary encoding of video queries/keys (rotary.py)
   # Not in MMVID: every video token's input also gets a projection of the mean text embedding,
   # a direct conditioning path beside attention (docs/transformer.md, "Text summary").
   text_summary: bool = False
@@ -72,7 +74,9 @@ class MMVIDTransformer(nn.Module):
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
                        self.scan_layers, self.remat, self.dtype, self.attention,
                        masked_rows=layout.masked_attention_rows(), init=self.dense_init,
-                       remat_policy=self.remat_policy)
+                       remat_policy=self.remat_policy,
+                       rotary=_rotary_spec(self.rotary, layout, layout.video_slice.start,
+                                           self.width // self.num_heads))
     self.video_head = Head(layout.codebook_size, "vocab", self.dtype, self.dense_init)
     self.rel_head = Head(1, None, self.dtype, self.dense_init)
     self.vid_head = Head(1, None, self.dtype, self.dense_init)
@@ -173,6 +177,7 @@ class ARTVTransformer(nn.Module):
   attention: str = "auto"  # "auto" | "xla" | "cudnn" (layers.attention_path)
   dense_init: str = "normal"  # trunk and head kernels: "normal" (N(0, 0.02)) | "lecun"
   remat_policy: str = "full"  # with remat: what each block keeps (layers.REMAT_POLICIES)
+  rotary: str = "none"  # "video_3d": 3-D rotary encoding of video queries/keys (rotary.py)
 
   def setup(self):
     layout, width, std = self.layout, self.width, self.embed_init_std
@@ -186,7 +191,9 @@ class ARTVTransformer(nn.Module):
     self.video_positions = emb_lib.VideoPositions(layout, width, std, self.position_init)
     self.trunk = Trunk(self.depth, self.num_heads, self.mlp_dim, self.activation, self.dropout,
                        self.scan_layers, self.remat, self.dtype, self.attention,
-                       init=self.dense_init, remat_policy=self.remat_policy)
+                       init=self.dense_init, remat_policy=self.remat_policy,
+                       rotary=_rotary_spec(self.rotary, layout, self.prefix_len,
+                                           self.width // self.num_heads))
     self.text_head = Head(layout.text_table_size, "vocab", self.dtype, self.dense_init)
     if layout.num_controls:
       self.control_head = Head(layout.video_vocab_size, "vocab", self.dtype, self.dense_init)
@@ -255,6 +262,14 @@ class ARTVTransformer(nn.Module):
     return self.video_head(h[:, 0]), cache
 
 
+def _rotary_spec(name: str, layout: Layout, video_start: int, head_dim: int
+                 ) -> rotary_lib.RotarySpec | None:
+  if rotary_lib.validate(name) == "none":
+    return None
+  grid = (layout.num_frames, layout.latent_height, layout.latent_width)
+  return rotary_lib.RotarySpec(video_start, grid, head_dim)
+
+
 def model_kwargs(tr_config) -> dict:
   """Typed constructor fields from the `transformer` config section."""
   init = str(tr_config.get("dense_init", "normal"))
@@ -263,7 +278,13 @@ def model_kwargs(tr_config) -> dict:
                       f"use one of {', '.join(DENSE_INITS)}")
   policy = str(tr_config.get("remat_policy", "full"))
   policy_from_name(policy)  # a ConfigError for an unknown name, before any tracing
-  return dict(dense_init=init, remat_policy=policy,
+  rotary = rotary_lib.validate(str(tr_config.get("rotary", "none")))
+  head_dim = int(tr_config.width) // max(int(tr_config.num_heads), 1)
+  if rotary != "none" and head_dim % 8:
+    raise ConfigError("transformer.rotary",
+                      f"video_3d needs width / num_heads divisible by 8, got {head_dim}",
+                      "change transformer.width or num_heads, or set transformer.rotary='none'")
+  return dict(dense_init=init, remat_policy=policy, rotary=rotary,
               width=int(tr_config.width), depth=int(tr_config.depth),
               num_heads=int(tr_config.num_heads), mlp_dim=int(tr_config.mlp_dim),
               activation=str(tr_config.activation), dropout=float(tr_config.dropout),
