@@ -125,6 +125,9 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   # Not in MMVID: "video_3d" also rotates video queries/keys by their (t, y, x) (rotary
   # position encoding, a quarter of each head's channel pairs per axis; docs/transformer.md).
   tr.rotary = "none"
+  # Not in MMVID: "pixels" starts the code embedding rows and the video head's columns from a
+  # random projection of what each code decodes to (similar codes start close); "random" = MMVID.
+  tr.code_embedding_init = "random"
   # Not in MMVID: add a projection of the mean text embedding to every video token's input, a
   # direct text path beside attention (docs/transformer.md, "Text summary").
   tr.text_summary = False
@@ -171,7 +174,7 @@ def sample_section(tiny: bool) -> ml_collections.ConfigDict:
   # Where candidates are scored: "completed" (their finished videos) or "masked" (MMVID's code).
   s.score_on = "completed"
   s.cfg_scale = 0.0  # classifier-free guidance from the null caption; 0 = off
-  s.temperature = 1.0  # MaskGIT / ART-V softmax temperature
+  s.temperature = 1.0  # softmax temperature of the token draws (every decoder; 1 = MMVID)
   s.top_k = 0  # ART-V top-k filter; 0 = off
   s.choice_temperature = 4.5  # MaskGIT re-masking noise
   # mask-predict Gumbel-noise schedule (alpha1, beta1, alpha2, alpha3); zeros = MMVID default.

@@ -139,6 +139,9 @@ MEANINGS = {
     "transformer.rotary": "not in MMVID: 'video_3d' also rotates each head's video queries and "
                           "keys by their (t, y, x) (rotary encoding, a quarter of the channel "
                           "pairs per axis, a quarter unrotated); 'none' = MMVID",
+    "transformer.code_embedding_init": "not in MMVID: 'pixels' starts the code embedding rows "
+                                       "and the video head's columns from a random projection "
+                                       "of each code's decoded patch; 'random' = MMVID",
     "transformer.text_summary": "not in MMVID: add a projection of the mean text embedding to "
                                 "every video token's input (a direct text path beside attention)",
     "transformer.controls": "control slots, each `'<source>:<erasing mode>'`; sources "
@@ -175,7 +178,7 @@ MEANINGS = {
     "sample.score_on": "where candidates are scored: `completed` videos or `masked` inputs "
                        "(MMVID's code)",
     "sample.cfg_scale": "classifier-free guidance scale from the null caption (0 = off)",
-    "sample.temperature": "MaskGIT / ART-V softmax temperature",
+    "sample.temperature": "softmax temperature of the token draws, every decoder (1 = MMVID)",
     "sample.top_k": "ART-V top-k filter (0 = off)",
     "sample.choice_temperature": "MaskGIT re-masking noise",
     "sample.noise_schedule": "mask-predict Gumbel-noise schedule (alpha1, beta1, alpha2, alpha3); "

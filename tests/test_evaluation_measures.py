@@ -38,6 +38,15 @@ def test_decoder_names_carry_a_guidance_scale():
   assert decoder_specs.parse("maskgit", 20, 1).given_frames == 0
 
 
+def test_decoder_names_carry_a_temperature():
+  spec = decoder_specs.parse("mask_predict_c2_t0.5_f1", 20, 1)
+  assert (spec.cfg_scale, spec.temperature, spec.given_frames) == (2.0, 0.5, 1)
+  assert decoder_specs.parse("mask_predict", 20, 1).temperature is None  # config.sample's
+  for bad in ("mask_predict_t0", "mask_predict_t", "mask_predict_t-1"):
+    with pytest.raises(ValueError):
+      decoder_specs.parse(bad, 20, 1)
+
+
 def test_decoder_settings_default_to_the_sample_stage():
   config = ml_collections.ConfigDict({"evaluate": {"compare": ()},
                                       "sample": {"decoder": "maskgit", "steps": 8,

@@ -200,3 +200,15 @@ def test_noise_schedule_changes_the_draws_and_zero_is_plain_sampling():
   assert not np.array_equal(plain, noisy)
   np.testing.assert_allclose(schedules.mmvid_noise_scales(12, schedules.ThreePhase(
       10, 5, 35, 1.0, 0.1, 0.5, 0.2))[[0, 9, 10, 11]], [1.0, 0.1, 0.5, 0.5], rtol=1e-6)
+
+
+def test_mask_predict_temperature_sharpens_the_draws():
+  stub = sampling_stubs.make_stub(N, strength=0.5)  # flat logits: temperature 1 draws widely
+  given = jnp.zeros((4, N), jnp.int32)
+  plain, _ = _run_mp(stub, given, jax.random.key(3), steps=1)
+  cold, _ = _run_mp(stub, given, jax.random.key(3), steps=1, temperature=0.01)
+  mode = np.asarray(jnp.argmax(stub(jnp.full((4, N), MASK_ID))[0], axis=-1))
+  assert (np.asarray(cold) == mode).mean() > 0.95  # ~argmax (near-ties may still flip)
+  assert (np.asarray(plain) != mode).mean() > 0.3
+  with pytest.raises(ValueError, match="temperature"):
+    mp.MaskPredictConfig(temperature=0.0)

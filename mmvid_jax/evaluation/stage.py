@@ -141,25 +141,29 @@ def _generate_all(spec, bundle, tokenizer, real: dict, config) -> tuple[np.ndarr
         jax.random.fold_in(base_key, index), decoder=spec.decoder, steps=spec.steps,
         num_candidates=spec.num_candidates, cfg_scale=spec.guidance(config.sample.cfg_scale),
         given_video=batch.get("video"), num_given_frames=spec.given_frames,
-        **_extra_decode_options(config))
+        **_extra_decode_options(config, spec))
     outputs.append(np.asarray(videos, np.uint8)[:valid])
     progress.update(valid)
   progress.close()
   return np.concatenate(outputs), time.time() - start
 
 
-def _extra_decode_options(config) -> dict:
-  """Decoder options of config.sample besides decoder/steps/candidates/cfg (same as sampling)."""
+def _extra_decode_options(config, spec=None) -> dict:
+  """Decoder options of config.sample besides decoder/steps/candidates/cfg (same as sampling);
+  a setting's own temperature (`_t<T>`) replaces config.sample.temperature."""
   names = {f.name for f in dataclasses.fields(generate.DecodeOptions)}
   names -= {"decoder", "steps", "num_candidates", "cfg_scale"}
-  return {name: config.sample[name] for name in sorted(names) if name in config.sample}
+  options = {name: config.sample[name] for name in sorted(names) if name in config.sample}
+  if spec is not None and spec.temperature is not None:
+    options["temperature"] = spec.temperature
+  return options
 
 
 def _decode_options(spec, config) -> "generate.DecodeOptions":
   return generate.DecodeOptions(decoder=spec.decoder, steps=spec.steps,
                                 num_candidates=spec.num_candidates,
                                 cfg_scale=spec.guidance(config.sample.cfg_scale),
-                                **_extra_decode_options(config))
+                                **_extra_decode_options(config, spec))
 
 
 def _transformer_step(workdir: str) -> int:

@@ -17,13 +17,15 @@ def gumbel(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
   return jax.random.gumbel(key, shape, dtype)
 
 
-def sample_with_confidence(key: jax.Array, logits: jax.Array, noise_scale=0.0):
-  """MMVID's `sample(logits, tau)`: p = softmax(logits + tau*g); x ~ Cat(p); returns (x, p[x]).
+def sample_with_confidence(key: jax.Array, logits: jax.Array, noise_scale=0.0,
+                           temperature: float = 1.0):
+  """MMVID's `sample(logits, tau)`: p = softmax(logits / T + tau*g); x ~ Cat(p); returns (x, p[x]).
 
-  With tau = 0 this is plain ancestral sampling at temperature 1 (the official default).
+  With tau = 0 and T = 1 this is plain ancestral sampling (the official default). T < 1
+  sharpens the draws (and the confidences that drive re-masking) toward each token's mode.
   """
   noise_key, draw_key = jax.random.split(key)
-  logits = logits.astype(jnp.float32)
+  logits = logits.astype(jnp.float32) / temperature
   noisy = logits + noise_scale * gumbel(noise_key, logits.shape)
   tokens = jax.random.categorical(draw_key, noisy, axis=-1).astype(jnp.int32)
   probs = jax.nn.softmax(noisy, axis=-1)

@@ -36,7 +36,7 @@ class DecodeOptions:
   dynamic_stop: bool = False       # mask-predict: keep the best-scoring video, stop after 5 flat steps
   score_on: str = "completed"      # mask-predict: "completed" (ours) or "masked" (official)
   cfg_scale: float = 0.0           # classifier-free guidance (0 = off)
-  temperature: float = 1.0         # MaskGIT / ART-V softmax temperature
+  temperature: float = 1.0         # softmax temperature of the token draws (every decoder)
   top_k: int = 0                   # ART-V top-k filter (0 = off)
   choice_temperature: float = 4.5  # MaskGIT re-masking noise
   # mask-predict Gumbel-noise "temperature" (alpha1, beta1, alpha2, alpha3) over MMVID's phases
@@ -162,7 +162,8 @@ def _decode(bundle, text_ids, control_codes, given, key, options: DecodeOptions,
       steps=options.steps, num_candidates=options.num_candidates,
       dynamic_stop=options.dynamic_stop, score_on=options.score_on,
       noise_schedule=schedules.ThreePhase(phases.len1, phases.len2, phases.len3,
-                                          *options.noise_schedule))
+                                          *options.noise_schedule),
+      temperature=options.temperature)
   return mask_predict_lib.mask_predict(logits_fn, given, key, mask_id=layout.mask_id,
                                        preserve_mask=preserve_mask, config=config)
 

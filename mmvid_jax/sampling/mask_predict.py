@@ -34,8 +34,12 @@ class MaskPredictConfig:
   score_on: str = "completed"
   count_schedule: schedules.ThreePhase = schedules.MMVID_COUNT_SCHEDULE
   noise_schedule: schedules.ThreePhase = schedules.MMVID_NOISE_SCHEDULE
+  # Softmax temperature of the token draws (1 = MMVID).
+  temperature: float = 1.0
 
   def __post_init__(self):
+    if not self.temperature > 0:
+      raise ValueError(f"temperature must be > 0, got {self.temperature}")
     if self.score_on not in SCORE_ON:
       raise ValueError(f"score_on must be one of {SCORE_ON}, got {self.score_on!r}")
     if self.num_candidates < 1 or self.steps < 1 or self.patience < 1:
@@ -83,7 +87,8 @@ def mask_predict(logits_fn: common.LogitsFn, given_tokens: jax.Array, key: jax.A
   # Step 0: predict every free token from an all-[MASK] video (given tokens visible).
   inputs = jnp.where(preserve_j, given, mask_id)
   logits, _, _ = logits_fn(inputs)
-  drawn, drawn_conf = common.sample_with_confidence(jax.random.fold_in(key, 0), logits, noise[0])
+  drawn, drawn_conf = common.sample_with_confidence(jax.random.fold_in(key, 0), logits, noise[0],
+                                                        config.temperature)
   tokens = jnp.where(preserve_j, given, drawn)
   confidence = jnp.where(preserve_j, 1.0, drawn_conf)
   state = MaskPredictState(
@@ -105,7 +110,8 @@ def mask_predict(logits_fn: common.LogitsFn, given_tokens: jax.Array, key: jax.A
         keep_keys) | preserve_j[None]                                        # (C, B, N)
     inputs = jnp.where(keep, state.tokens[None], mask_id)
     logits, rel, vid = _vmapped(logits_fn, inputs)
-    drawn, drawn_conf = common.sample_with_confidence(draw_key, logits, noise[state.step])
+    drawn, drawn_conf = common.sample_with_confidence(draw_key, logits, noise[state.step],
+                                                          config.temperature)
     cand_tokens = jnp.where(keep, state.tokens[None], drawn)
     cand_conf = jnp.where(keep, state.confidence[None], drawn_conf)
 

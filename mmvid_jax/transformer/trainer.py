@@ -18,6 +18,7 @@ from mmvid_jax.infra import mesh as mesh_lib
 from mmvid_jax.infra.checkpoint import Checkpointer
 from mmvid_jax.infra.train_loop import run_loop
 from mmvid_jax.transformer import api
+from mmvid_jax.transformer import code_init
 from mmvid_jax.transformer import model as model_lib
 from mmvid_jax.transformer import text_encoders
 from mmvid_jax.transformer import train_step as step_lib
@@ -41,8 +42,11 @@ def init_inputs(layout: Layout, text_encoder, batch: int = 2):
   return text_ids, controls, video, features
 
 
-def make_init_fn(model, layout: Layout, tx, text_encoder):
-  """key -> TrainState with logically partitioned (boxed) params."""
+def make_init_fn(model, layout: Layout, tx, text_encoder, code_tables=None):
+  """key -> TrainState with logically partitioned (boxed) params.
+
+  code_tables: optional (embedding rows (K, d), head kernel (d, K)) from `code_init`, which
+  replace the random start of the code embedding and the video head."""
   text_ids, controls, video, features = init_inputs(layout, text_encoder)
 
   def init_fn(key):
@@ -52,6 +56,8 @@ def make_init_fn(model, layout: Layout, tx, text_encoder):
       variables = model.init(key, text_ids, controls, video, features,
                              method=model_lib.MMVIDTransformer.tokens_to_logits)
     params = variables["params"]
+    if code_tables is not None:
+      params = code_init.seed_params(params, *code_tables)
     return step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                                opt_state=tx.init(params), tx=tx)
 
@@ -116,7 +122,15 @@ def train(config, workdir: str, tokenizer) -> api.TransformerBundle:
   base_key = jax.random.key(int(config.seed))
   init_key, step_key = jax.random.fold_in(base_key, 1), jax.random.fold_in(base_key, 2)
   eval_seed = int(config.seed) + 3
-  state = mesh_lib.create_sharded_state(make_init_fn(model, layout, tx, text_encoder), mesh,
+  code_tables = None
+  if code_init.validate(str(tr.get("code_embedding_init", "random"))) == "pixels":
+    code_tables = code_init.seeded_tables(code_init.code_pixel_signatures(tokenizer),
+                                          int(tr.width), float(tr.get("embed_init_std", 0.02)),
+                                          seed=int(config.seed))
+    logging.info("Code embedding and video head seeded from the tokenizer's %d decoded codes.",
+                 layout.codebook_size)
+  state = mesh_lib.create_sharded_state(make_init_fn(model, layout, tx, text_encoder, code_tables),
+                                        mesh,
                                         rules=mesh_lib.logical_rules(config.mesh),
                                         init_args=(init_key,))
   logging.info("Transformer parameters: %.2fM.", model_lib.count_params(state.params) / 1e6)
