@@ -125,8 +125,9 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   # Not in MMVID: "video_3d" also rotates video queries/keys by their (t, y, x) (rotary
   # position encoding, a quarter of each head's channel pairs per axis; docs/transformer.md).
   tr.rotary = "none"
-  # Not in MMVID: "pixels" starts the code embedding rows and the video head's columns from a
-  # random projection of what each code decodes to (similar codes start close); "random" = MMVID.
+  # Not in MMVID: "pixels" starts the code embedding rows from a random projection of what each
+  # code decodes to (similar codes start close), "pixels_and_head" also the video head's
+  # columns; "random" = MMVID (docs/transformer.md).
   tr.code_embedding_init = "random"
   # Not in MMVID: add a projection of the mean text embedding to every video token's input, a
   # direct text path beside attention (docs/transformer.md, "Text summary").

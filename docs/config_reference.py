@@ -140,8 +140,9 @@ MEANINGS = {
                           "keys by their (t, y, x) (rotary encoding, a quarter of the channel "
                           "pairs per axis, a quarter unrotated); 'none' = MMVID",
     "transformer.code_embedding_init": "not in MMVID: 'pixels' starts the code embedding rows "
-                                       "and the video head's columns from a random projection "
-                                       "of each code's decoded patch; 'random' = MMVID",
+                                       "from a random projection of each code's decoded patch, "
+                                       "'pixels_and_head' also the video head's columns; "
+                                       "'random' = MMVID",
     "transformer.text_summary": "not in MMVID: add a projection of the mean text embedding to "
                                 "every video token's input (a direct text path beside attention)",
     "transformer.controls": "control slots, each `'<source>:<erasing mode>'`; sources "

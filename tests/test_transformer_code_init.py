@@ -52,6 +52,13 @@ def test_seed_params_sets_codes_and_head_and_keeps_the_rest():
   np.testing.assert_allclose(s["video_head"]["dense"]["kernel"], tables[1], rtol=1e-6)
   np.testing.assert_array_equal(s["trunk"]["block_0"]["mlp"]["fc1"]["kernel"],
                                 p["trunk"]["block_0"]["mlp"]["fc1"]["kernel"])
+  # Embedding only ("pixels"): the head keeps its random start.
+  rows_only = jax.jit(trainer.make_init_fn(model, LAYOUT, tx, None, (tables[0], None)))(
+      jax.random.key(0))
+  r = nn.unbox(rows_only.params)
+  np.testing.assert_allclose(r["video_emb"][:64], tables[0], rtol=1e-6)
+  np.testing.assert_array_equal(r["video_head"]["dense"]["kernel"],
+                                p["video_head"]["dense"]["kernel"])
   # Still logically partitioned, so the mesh rules shard the seeded tables like the random ones.
   assert isinstance(seeded.params["video_emb"], nn.LogicallyPartitioned)
   assert seeded.params["video_emb"].names == plain.params["video_emb"].names
@@ -60,5 +67,6 @@ def test_seed_params_sets_codes_and_head_and_keeps_the_rest():
 def test_bad_settings_are_config_errors():
   with pytest.raises(ConfigError, match="code_embedding_init"):
     code_init.validate("codebook")
+  assert code_init.validate("pixels_and_head") == "pixels_and_head"
   with pytest.raises(ConfigError, match="same patch"):
     code_init.seeded_tables(np.ones((8, 12), np.float32), 16, 0.02)

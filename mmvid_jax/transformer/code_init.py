@@ -9,10 +9,10 @@ fixed random projection of the centred signatures to the model width seeds
 
 - row k of the code embedding table (rows [MASK] and [SEP] keep their random start), at the
   configured embedding std, and
-- column k of the video head's kernel, at N(0, 1/width) scale (lecun),
+- with "pixels_and_head", also column k of the video head's kernel, at N(0, 1/width) scale,
 
-so codes that look alike start close in the input and score alike in the output. Both stay
-trainable; the architecture and the parameter count do not change.
+so codes that look alike start close in the input (and score alike in the output). Everything
+stays trainable; the architecture and the parameter count do not change.
 """
 
 import jax
@@ -21,7 +21,8 @@ import numpy as np
 
 from mmvid_jax.errors import ConfigError
 
-CODE_EMBEDDING_INITS = ("random", "pixels")
+# "pixels": the code embedding rows only; "pixels_and_head": also the video head's columns.
+CODE_EMBEDDING_INITS = ("random", "pixels", "pixels_and_head")
 
 
 def validate(name: str) -> str:
@@ -65,8 +66,9 @@ def seeded_tables(signatures: np.ndarray, width: int, embed_std: float, seed: in
           (features.T / np.sqrt(width)).astype(np.float32))
 
 
-def seed_params(params, embedding_rows: np.ndarray, head_kernel: np.ndarray):
-  """A copy of `params` (boxed or plain) with `video_emb[:K]` and the video head's kernel set."""
+def seed_params(params, embedding_rows: np.ndarray, head_kernel: np.ndarray | None):
+  """A copy of `params` (boxed or plain) with `video_emb[:K]` (and, unless `head_kernel` is
+  None, the video head's kernel) set."""
   def set_value(leaf, value, rows=None):
     unboxed = leaf.unbox() if hasattr(leaf, "unbox") else leaf
     if rows is not None:
@@ -77,6 +79,8 @@ def seed_params(params, embedding_rows: np.ndarray, head_kernel: np.ndarray):
   params = dict(params)
   num_codes = embedding_rows.shape[0]
   params["video_emb"] = set_value(params["video_emb"], embedding_rows, rows=num_codes)
+  if head_kernel is None:
+    return params
   head = dict(params["video_head"])
   dense = dict(head["dense"])
   dense["kernel"] = set_value(dense["kernel"], head_kernel)

@@ -123,11 +123,14 @@ def train(config, workdir: str, tokenizer) -> api.TransformerBundle:
   init_key, step_key = jax.random.fold_in(base_key, 1), jax.random.fold_in(base_key, 2)
   eval_seed = int(config.seed) + 3
   code_tables = None
-  if code_init.validate(str(tr.get("code_embedding_init", "random"))) == "pixels":
-    code_tables = code_init.seeded_tables(code_init.code_pixel_signatures(tokenizer),
-                                          int(tr.width), float(tr.get("embed_init_std", 0.02)),
-                                          seed=int(config.seed))
-    logging.info("Code embedding and video head seeded from the tokenizer's %d decoded codes.",
+  code_start = code_init.validate(str(tr.get("code_embedding_init", "random")))
+  if code_start != "random":
+    rows, head = code_init.seeded_tables(code_init.code_pixel_signatures(tokenizer),
+                                         int(tr.width), float(tr.get("embed_init_std", 0.02)),
+                                         seed=int(config.seed))
+    code_tables = (rows, head if code_start == "pixels_and_head" else None)
+    logging.info("Code embedding%s seeded from the tokenizer's %d decoded codes.",
+                 " and video head" if code_start == "pixels_and_head" else "",
                  layout.codebook_size)
   state = mesh_lib.create_sharded_state(make_init_fn(model, layout, tx, text_encoder, code_tables),
                                         mesh,
