@@ -19,6 +19,7 @@ from mmvid_jax.evaluation import metrics_io
 from mmvid_jax.evaluation import stage
 from mmvid_jax.tokenizer import api as tokenizer_api
 from mmvid_jax.tokenizer.model import build_tokenizer
+from mmvid_jax.transformer import api as transformer_api
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -127,6 +128,16 @@ def test_evaluate_stage_writes_metrics(tiny_workdir):
   # Changing an evaluation setting makes the stage incomplete (it runs again, keeping the old
   # metrics.json under a time-stamped name: see test_evaluation_measures).
   config.evaluate.compare = ("mask_predict",)
+  assert not stage.is_complete(config, tiny_workdir)
+  # So does a transformer trained further (its export records a later step).
+  config.evaluate.compare = tiny_config().evaluate.compare
+  assert stage.is_complete(config, tiny_workdir)
+  spec_path = os.path.join(transformer_api.export_dir(tiny_workdir), transformer_api.SPEC_FILE)
+  with open(spec_path) as f:
+    spec = json.load(f)
+  spec["step"] = int(spec.get("step", 0)) + 100
+  with open(spec_path, "w") as f:
+    json.dump(spec, f)
   assert not stage.is_complete(config, tiny_workdir)
 
 

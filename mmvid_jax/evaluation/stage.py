@@ -66,7 +66,15 @@ def is_complete(config: ml_collections.ConfigDict, workdir: str) -> bool:
     from mmvid_jax.evaluation import protocol
     return protocol.is_complete(config, workdir)
   record = metrics_io.read_metrics(workdir)
-  return bool(record and record.get("complete") and record.get("settings") == _settings(config))
+  if not (record and record.get("complete") and record.get("settings") == _settings(config)):
+    return False
+  # A transformer trained further since (a resumed run with more steps) makes it stale.
+  if record.get("transformer_step") != _transformer_step(workdir):
+    logging.info("Evaluate: the stored metrics are of transformer step %s, the exported "
+                 "transformer is at step %d: evaluating again.", record.get("transformer_step"),
+                 _transformer_step(workdir))
+    return False
+  return True
 
 
 def load_real_clips(config: ml_collections.ConfigDict, workdir: str) -> dict:
