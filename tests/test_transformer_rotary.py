@@ -89,3 +89,14 @@ def test_bad_rotary_settings_are_config_errors():
   with pytest.raises(ConfigError, match="divisible by 8"):
     model_lib.model_kwargs(_section(rotary="video_3d", width=36, num_heads=3))
   assert model_lib.model_kwargs(_section(rotary="video_3d"))["rotary"] == "video_3d"
+
+
+@pytest.mark.parametrize("objective", ["mmvid", "artv"])
+def test_exports_rebuild_the_rotary_model(objective):
+  import dataclasses
+  from mmvid_jax.transformer import api
+  cls = MMVIDTransformer if objective == "mmvid" else model_lib.ARTVTransformer
+  model = cls(LAYOUT, width=32, depth=1, num_heads=2, mlp_dim=64, rotary="video_3d")
+  _, rebuilt = api.build_model({"layout": dataclasses.asdict(LAYOUT), "objective": objective,
+                                "model": api.module_spec(model)})
+  assert rebuilt.rotary == "video_3d" and isinstance(rebuilt, cls)
