@@ -56,6 +56,10 @@ def test_gallery_references_existing_relative_files(tmp_path):
   assert lines[0]["score"] == 0.7 and lines[1]["score"] is None
   assert outputs.manifest_complete(str(tmp_path), 4)
   assert not outputs.manifest_complete(str(tmp_path), 5)
+  # Other settings (another decoder, a transformer trained further) make the samples stale.
+  assert outputs.manifest_complete(str(tmp_path), 4, {"decoder": "mask_predict", "steps": 4})
+  assert not outputs.manifest_complete(str(tmp_path), 4, {"decoder": "maskgit"})
+  assert not outputs.manifest_complete(str(tmp_path), 4, {"transformer_step": 500})
   os.remove(tmp_path / lines[3]["gif"])
   assert not outputs.manifest_complete(str(tmp_path), 4)
 

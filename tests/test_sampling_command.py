@@ -222,3 +222,10 @@ def test_sample_stage_writes_gallery_and_manifest(exported_workdir):
              for s in _html_sources(os.path.join(directory, "index.html")))
   with open(os.path.join(directory, "manifest.jsonl")) as f:
     assert json.loads(f.readline())["steps"] == 3
+  # Other decoder settings make the stored samples stale: the stage runs again.
+  config.sample.steps = 4
+  assert not stage.is_complete(config, exported_workdir)
+  config.sample.steps = 3
+  assert stage.is_complete(config, exported_workdir)
+  config.sample.temperature = 0.5
+  assert not stage.is_complete(config, exported_workdir)

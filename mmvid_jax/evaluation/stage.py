@@ -175,12 +175,7 @@ def _decode_options(spec, config) -> "generate.DecodeOptions":
 
 
 def _transformer_step(workdir: str) -> int:
-  path = os.path.join(transformer_api.export_dir(workdir), transformer_api.SPEC_FILE)
-  try:
-    with open(path) as f:
-      return int(json.load(f).get("step", 0))
-  except (OSError, ValueError):
-    return 0
+  return transformer_api.exported_step(workdir)
 
 
 def _read_oracle(videos: np.ndarray, real: dict, what: str):

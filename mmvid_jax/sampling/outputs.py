@@ -89,10 +89,13 @@ def read_manifest(directory: str) -> list[dict]:
     return []
 
 
-def manifest_complete(directory: str, expected_videos: int) -> bool:
-  """True when the manifest lists `expected_videos` videos and all their files exist."""
+def manifest_complete(directory: str, expected_videos: int, settings: dict | None = None) -> bool:
+  """True when the manifest lists `expected_videos` videos, all their files exist and (when
+  given) every line carries these `settings`."""
   lines = read_manifest(directory)
   if len(lines) != expected_videos:
+    return False
+  if settings and any(line.get(key) != value for line in lines for key, value in settings.items()):
     return False
   return all(os.path.exists(os.path.join(directory, line[key]))
              for line in lines for key in ("file", "gif"))

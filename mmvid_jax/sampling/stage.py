@@ -3,8 +3,9 @@
 Takes the first `config.sample.num_prompts` clips of the test split (deterministic order),
 generates `config.sample.num_samples` videos for each caption + control set with the decoder
 settings of `config.sample`, and writes them to `<workdir>/samples/` (MP4 + GIF, control images,
-`index.html`, `manifest.jsonl`). The stage is complete when the manifest lists every video and
-the files exist; an interrupted run simply starts again (it is short and deterministic).
+`index.html`, `manifest.jsonl`). The stage is complete when the manifest lists every video, the
+files exist and every line carries the current settings (decoder options, seed, the exported
+transformer's step); an interrupted or stale run simply starts again (short and deterministic).
 """
 
 import os
@@ -31,8 +32,22 @@ def _expected_videos(config) -> int:
   return int(config.sample.num_prompts) * int(config.sample.num_samples)
 
 
+def _settings(config, workdir: str) -> dict:
+  """What the samples depend on besides the caption: copied into every manifest line, and
+  compared on resume (other decoder options, or a transformer trained further, sample again)."""
+  from mmvid_jax.transformer import api as transformer_api
+  options = decode_options(config)
+  defaults = generate.DecodeOptions()
+  return {"decoder": options.get("decoder", "mask_predict"), "seed": int(config.seed),
+          "steps": int(options.get("steps", 20)), "cfg": float(options.get("cfg_scale", 0.0)),
+          "candidates": int(options.get("num_candidates", 1)),
+          "temperature": float(options.get("temperature", defaults.temperature)),
+          "transformer_step": transformer_api.exported_step(workdir)}
+
+
 def is_complete(config, workdir: str) -> bool:
-  return outputs.manifest_complete(samples_dir(workdir), _expected_videos(config))
+  return outputs.manifest_complete(samples_dir(workdir), _expected_videos(config),
+                                   _settings(config, workdir))
 
 
 def decode_options(config) -> dict:
@@ -89,9 +104,7 @@ def run(config, workdir: str) -> None:
     results.append(outputs.PromptResult(
         text=caption, videos=videos[part], controls=None if controls is None else controls[p],
         control_labels=tuple(slots), scores=info["score"][part]))
-  settings = {"decoder": options.get("decoder", "mask_predict"), "seed": int(config.seed),
-              "steps": int(options.get("steps", 20)), "cfg": float(options.get("cfg_scale", 0.0)),
-              "candidates": int(options.get("num_candidates", 1))}
+  settings = _settings(config, workdir)
   path = outputs.write_samples(samples_dir(workdir), results, settings,
                                title=f"mmvid-jax samples: {config.get('experiment', '')}")
   logging.info("Sample: wrote %d videos for %d test captions; open %s.", len(rows), len(captions),

@@ -109,6 +109,15 @@ def export_dir(workdir_or_dir: str) -> str:
   return os.path.join(workdir_or_dir, "transformer", EXPORT_DIR)
 
 
+def exported_step(workdir_or_dir: str) -> int:
+  """The training step of the exported transformer (0 when there is none or it is unreadable)."""
+  try:
+    with open(os.path.join(export_dir(workdir_or_dir), SPEC_FILE)) as f:
+      return int(json.load(f).get("step", 0))
+  except (OSError, ValueError, AttributeError):
+    return 0
+
+
 def module_spec(module) -> dict:
   """The constructor fields of a model (layout excluded) as JSON."""
   fields = {}
