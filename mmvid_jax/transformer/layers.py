@@ -335,8 +335,9 @@ class _ScanBlock(nn.Module):
   @nn.compact
   def __call__(self, x, cache, allowed, cache_index, deterministic):
     block_cls = remat_block(Block, self.remat_policy, scanned=True) if self.remat else Block
-    x, kv = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                      self.attention, self.masked_rows, self.init, self.rotary, name="block")(x, allowed, cache, cache_index, deterministic, None)
+    block = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
+                      self.attention, self.masked_rows, self.init, self.rotary, name="block")
+    x, kv = block(x, allowed, cache, cache_index, deterministic, None)
     return x, (kv if self.return_kv else None)
 
 
@@ -376,10 +377,10 @@ class Trunk(nn.Module):
           _ScanBlock, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
           in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast), length=self.depth,
           metadata_params={nn.PARTITION_NAME: "layers"})
-      x, kv = scanned(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                      self.remat, keep_kv, self.attention, self.masked_rows, self.init,
-                      self.remat_policy, self.rotary, name="layers")(x, cache, allowed, cache_index,
-                                                          deterministic)
+      layers = scanned(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
+                       self.remat, keep_kv, self.attention, self.masked_rows, self.init,
+                       self.remat_policy, self.rotary, name="layers")
+      x, kv = layers(x, cache, allowed, cache_index, deterministic)
       if final_query_rows is not None:
         x = x[:, jnp.asarray(final_query_rows)]
       return x, kv
