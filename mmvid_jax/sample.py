@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale")
   parser.add_argument("--candidates", type=int, default=None,
                       help="mask-predict: candidate masks per step reranked by REL/VID")
+  parser.add_argument("--temperature", type=float, default=None,
+                      help="softmax temperature of the token draws (1 = MMVID; default: the "
+                           "workdir's sample.temperature)")
   parser.add_argument("--dynamic_stop", action="store_true",
                       help="mask-predict: keep the best-scoring video, stop after 5 flat steps")
   parser.add_argument("--num_clips", type=int, default=None,
@@ -148,9 +151,13 @@ def run(args) -> str:
                                      settings.cfg)
   num_samples = settings.num_samples
 
+  temperature = (float(args.temperature) if args.temperature is not None
+                 else float(config.get("sample", {}).get("temperature", 1.0)))
+
   from mmvid_jax.sampling import generate
   options = generate.DecodeOptions(decoder=decoder, steps=steps, num_candidates=candidates,
-                                   cfg_scale=cfg, dynamic_stop=args.dynamic_stop)
+                                   cfg_scale=cfg, dynamic_stop=args.dynamic_stop,
+                                   temperature=temperature)
   loaded = inputs.load_run(workdir, args.dtype, config=config)
   bundle, tokenizer, slots = loaded.bundle, loaded.tokenizer, loaded.slots
   generate.check_compatible(bundle, tokenizer, options)
@@ -163,7 +170,8 @@ def run(args) -> str:
   key = jax.random.key(args.seed)
   log.info("Generating %d video(s) with %s (%d steps, %d candidate(s), cfg %.2f) ...",
            len(rows), decoder, steps, candidates, cfg)
-  kwargs = dict(decoder=decoder, steps=steps, dynamic_stop=args.dynamic_stop)
+  kwargs = dict(decoder=decoder, steps=steps, dynamic_stop=args.dynamic_stop,
+                temperature=temperature)
   if mode["mode"] == "extrapolate":
     videos = generate.generate_long_videos(
         bundle, tokenizer, rows, row_controls, key, num_clips=mode["num_clips"],
@@ -188,7 +196,7 @@ def run(args) -> str:
     results.append(outputs.PromptResult(text=text, videos=videos[part], controls=controls,
                                         control_labels=tuple(slots), scores=scores[part]))
   manifest_settings = {"decoder": decoder, "seed": args.seed, "steps": steps, "cfg": cfg,
-                       "candidates": candidates, **mode}
+                       "candidates": candidates, "temperature": temperature, **mode}
   outputs.write_samples(out, results, manifest_settings, fps=args.fps,
                         title=f"mmvid-jax samples ({os.path.basename(os.path.abspath(workdir))})")
   return out

@@ -162,6 +162,12 @@ def test_command_maskgit_without_image(exported_workdir, tmp_path, caplog):
                           f"--out={out}"]) == 0
   assert "missing" in caplog.text
   assert len(outputs.read_manifest(str(out))) == 1
+  # --temperature is validated by the decoder options (above) and recorded in the manifest.
+  cold = tmp_path / "cold"
+  assert sample_cli.main([f"--workdir={exported_workdir}", "--text=", "--num_samples=1",
+                          "--steps=2", "--decoder=maskgit", "--temperature=0.5",
+                          f"--out={cold}"]) == 0
+  assert outputs.read_manifest(str(cold))[0]["temperature"] == 0.5
 
 
 def _error(capsys, argv):
@@ -183,6 +189,7 @@ def test_command_clear_errors(exported_workdir, tmp_path, capsys):
   assert "candidates" in _error(capsys, [wd, "--text=x", "--decoder=maskgit", "--candidates=3"])
   assert "needs an ART-V" in _error(capsys, [wd, "--text=x", "--decoder=ar"])
   assert ">= 1" in _error(capsys, [wd, "--text=x", "--steps=0"])
+  assert "temperature must be > 0" in _error(capsys, [wd, "--text=x", "--temperature=0"])
   # A workdir whose stages have not run, and a text-only model given an image.
   untrained = tmp_path / "untrained"
   pipeline.save_resolved_config(tiny_config(controls=()), str(untrained))
