@@ -15,7 +15,6 @@ conventional argument order. The decoding is the paper's, not config.sample's.
 
 import argparse
 import dataclasses
-import json
 import logging as pylogging
 import os
 import sys
@@ -208,12 +207,7 @@ def _published(config, methods, mmvid_model) -> tuple[dict, str | None]:
 
 def _transformer_step(workdir: str) -> int:
   from mmvid_jax.transformer import api as transformer_api
-  path = os.path.join(transformer_api.export_dir(workdir), transformer_api.SPEC_FILE)
-  try:
-    with open(path) as f:
-      return int(json.load(f).get("step", 0))
-  except (OSError, ValueError):
-    return 0
+  return transformer_api.exported_step(workdir)
 
 
 @dataclasses.dataclass

@@ -69,10 +69,11 @@ def is_complete(config: ml_collections.ConfigDict, workdir: str) -> bool:
   if not (record and record.get("complete") and record.get("settings") == _settings(config)):
     return False
   # A transformer trained further since (a resumed run with more steps) makes it stale.
-  if record.get("transformer_step") != _transformer_step(workdir):
+  step = transformer_api.exported_step(workdir)
+  if record.get("transformer_step") != step:
     logging.info("Evaluate: the stored metrics are of transformer step %s, the exported "
                  "transformer is at step %d: evaluating again.", record.get("transformer_step"),
-                 _transformer_step(workdir))
+                 step)
     return False
   return True
 
@@ -174,10 +175,6 @@ def _decode_options(spec, config) -> "generate.DecodeOptions":
                                 **_extra_decode_options(config, spec))
 
 
-def _transformer_step(workdir: str) -> int:
-  return transformer_api.exported_step(workdir)
-
-
 def _read_oracle(videos: np.ndarray, real: dict, what: str):
   """(reading, summary) of the Shapes oracle; (None, None) for data without Shapes attributes."""
   if "attributes" not in real:
@@ -263,7 +260,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
       "config": json.loads(config.to_json_best_effort()),
       "num_videos": num_videos, "split": str(evaluate.split),
       "image_size": int(config.data.image_size), "num_frames": int(config.data.num_frames),
-      "transformer_step": _transformer_step(workdir),
+      "transformer_step": transformer_api.exported_step(workdir),
       "real": {"oracle": real_oracle,
                "rel": None if real_rel is None else measures.summarize_rel(real_rel)},
       "reconstruction": {**recon_metrics,
