@@ -279,11 +279,8 @@ def model_kwargs(tr_config) -> dict:
   policy = str(tr_config.get("remat_policy", "full"))
   policy_from_name(policy)  # a ConfigError for an unknown name, before any tracing
   rotary = rotary_lib.validate(str(tr_config.get("rotary", "none")))
-  head_dim = int(tr_config.width) // max(int(tr_config.num_heads), 1)
-  if rotary != "none" and head_dim % 8:
-    raise ConfigError("transformer.rotary",
-                      f"video_3d needs width / num_heads divisible by 8, got {head_dim}",
-                      "change transformer.width or num_heads, or set transformer.rotary='none'")
+  if rotary != "none":
+    rotary_lib.check_head_dim(int(tr_config.width) // max(int(tr_config.num_heads), 1))
   return dict(dense_init=init, remat_policy=policy, rotary=rotary,
               width=int(tr_config.width), depth=int(tr_config.depth),
               num_heads=int(tr_config.num_heads), mlp_dim=int(tr_config.mlp_dim),

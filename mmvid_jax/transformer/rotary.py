@@ -37,10 +37,7 @@ class RotarySpec:
   head_dim: int
 
   def __post_init__(self):
-    if self.head_dim % 8:
-      raise ConfigError("transformer.rotary",
-                        f"video_3d needs a head dimension divisible by 8, got {self.head_dim}",
-                        "pick width / num_heads divisible by 8, or set transformer.rotary='none'")
+    check_head_dim(self.head_dim)
 
   @property
   def pairs_per_axis(self) -> int:
@@ -94,6 +91,14 @@ def query_key_angles(spec: RotarySpec, num_queries: int, num_keys: int,
     full = jnp.asarray(table)
     return jax.lax.dynamic_slice_in_dim(full, cache_index, num_queries, axis=0), key_angles
   return jnp.asarray(table[:num_queries]), key_angles
+
+
+def check_head_dim(head_dim: int) -> None:
+  """A quarter of the channel pairs per axis needs head_dim divisible by 8: ConfigError."""
+  if head_dim % 8:
+    raise ConfigError("transformer.rotary",
+                      f"video_3d needs width / num_heads divisible by 8, got {head_dim}",
+                      "change transformer.width or num_heads, or set transformer.rotary='none'")
 
 
 def validate(name: str) -> str:
