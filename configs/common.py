@@ -146,6 +146,9 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   tr.beta_rel = 0.5
   tr.beta_vid = 0.5
   tr.vid_strategy_prob = (0.25, 0.25, 0.25, 0.25)
+  # Not in MMVID: no VID loss for a negative whose visible tokens equal its positive's
+  # (12% of the Shapes default's pairs; docs/transformer.md, "How hard the VID task is").
+  tr.vid_skip_identical = False
   # "all": REL and VID negative passes for every sample (MMVID); "split": half the batch each
   # (2 passes per sample instead of 3; see docs/transformer.md).
   tr.negatives = "all"

@@ -157,6 +157,9 @@ MEANINGS = {
     "transformer.beta_rel": "weight of the relevance ([REL]) loss",
     "transformer.beta_vid": "weight of the video-consistency ([VID]) loss",
     "transformer.vid_strategy_prob": "probabilities of the four VID negative-video strategies",
+    "transformer.vid_skip_identical": "not in MMVID: no VID loss for a negative whose visible "
+                                      "tokens equal its positive's (evaluation still scores "
+                                      "every pair)",
     "transformer.negatives": "`all`: REL and VID negative passes for every sample (MMVID); "
                              "`split`: half the batch each",
     "transformer.batch_size": "videos per training step (global)",

@@ -182,3 +182,41 @@ def test_eval_step_scores_complete_videos_too():
   np.testing.assert_allclose(default["rel_loss_unmasked"], keep_all["rel_loss_unmasked"],
                              rtol=1e-5)
   assert abs(default["rel_loss"] - default["rel_loss_unmasked"]) > 1e-4
+
+
+def test_vid_skip_identical_drops_pairs_the_model_cannot_tell_apart():
+  """A VID negative whose visible tokens equal its positive's is no negative: with
+  `vid_skip_identical` it gets no VID loss; evaluation scores every pair either way."""
+  tr = tr_config()
+  model = make_model(tr, LAYOUT)
+  plain = step_lib.settings_from_config(tr)
+  skipping = step_lib.settings_from_config(tr_config(vid_skip_identical=True))
+  assert not plain.vid_skip_identical and skipping.vid_skip_identical
+  tx = step_lib.build_optimizer(tr, 100)
+  mesh = mesh_lib.make_mesh({"data": 1}, jax.devices()[:1])
+  params = make_state(model, tx, mesh).params
+  batch = moving_square_batch(seed=2)
+  inputs = step_lib.prepare_inputs(LAYOUT, plain, TOKENIZER, None, batch, jax.random.key(5))
+  assert inputs["vid_strategy"].shape == (BATCH,)
+  assert set(np.asarray(inputs["vid_strategy"]).tolist()) <= {0, 1, 2, 3}
+  # Every sample shows all its tokens; half the negatives are made identical to the positive.
+  keep = jnp.ones_like(inputs["keep"])
+  identical = jnp.arange(BATCH) < BATCH // 2
+  negative = jnp.where(identical[:, None], inputs["codes"], (inputs["codes"] + 1) % 64)
+  inputs = dict(inputs, keep=keep, masked=inputs["codes"], negative_codes=negative,
+                masked_negative=negative)
+  _, with_all = step_lib.mmvid_loss(model, params, inputs, plain)
+  _, skipped = step_lib.mmvid_loss(model, params, inputs, skipping)
+  # With every negative identical, nothing is left to score.
+  all_same = dict(inputs, masked_negative=inputs["masked"], negative_codes=inputs["codes"])
+  _, none_left = step_lib.mmvid_loss(model, params, all_same, skipping)
+  _, none_skipped = step_lib.mmvid_loss(model, params, all_same, plain)
+  assert float(none_left["vid_loss"]) == 0.0 and float(none_skipped["vid_loss"]) > 0.1
+  assert abs(float(skipped["vid_loss"]) - float(with_all["vid_loss"])) > 1e-4
+  # MSM and REL are untouched by the flag.
+  for key in ("msm_loss", "rel_loss"):
+    np.testing.assert_allclose(skipped[key], with_all[key], rtol=1e-6)
+  # Evaluation scores every pair whatever the flag says.
+  scores = [jax.device_get(step_lib.make_eval_step(model, LAYOUT, s)(
+      params, batch, (TOKENIZER, None), jax.random.key(3))) for s in (plain, skipping)]
+  np.testing.assert_allclose(scores[0]["vid_loss"], scores[1]["vid_loss"], rtol=1e-6)

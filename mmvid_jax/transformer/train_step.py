@@ -42,6 +42,10 @@ class StepSettings:
   # "split": the first half of the batch gets the REL negative, the second half the VID one
   # (2 passes per sample, a third fewer FLOPs, half the negatives per step).
   negatives: str = "all"
+  # Not in MMVID: a VID negative that shows the model exactly the tokens of its positive (the
+  # edit fell on masked tokens, or changed no code) gets no VID loss: it would be trained as
+  # both consistent and inconsistent. Evaluation still scores every pair.
+  vid_skip_identical: bool = False
 
 
 def settings_from_config(tr) -> StepSettings:
@@ -53,7 +57,8 @@ def settings_from_config(tr) -> StepSettings:
       vid_strategy_prob=tuple(float(p) for p in tr.vid_strategy_prob),
       beta_msm=float(tr.beta_msm), beta_rel=float(tr.beta_rel), beta_vid=float(tr.beta_vid),
       control_modes=tuple(mode for _, mode in controls_lib.parse_slots(tr.get("controls", ()))),
-      negatives=str(tr.get("negatives", "all")))
+      negatives=str(tr.get("negatives", "all")),
+      vid_skip_identical=bool(tr.get("vid_skip_identical", False)))
 
 
 class TrainState(struct.PyTreeNode):
@@ -103,12 +108,12 @@ def prepare_inputs(layout: Layout, settings: StepSettings, tokenizer, text_encod
                                  settings.bernoulli_keep)
   # The per-frame tokenizer re-encodes only the one edited frame of each negative.
   encode = lambda frames: tokenizer.encode_to_codes(frames).astype(jnp.int32)
-  negative_codes, _ = negatives.batch_vid_negative_codes(k_vid, video, frame_codes, encode,
-                                                         settings.vid_strategy_prob)
+  negative_codes, vid_strategy = negatives.batch_vid_negative_codes(
+      k_vid, video, frame_codes, encode, settings.vid_strategy_prob)
   negative_codes = negative_codes.reshape(codes.shape)
   out.update(keep=keep, masked=jnp.where(keep, codes, layout.mask_id),
              masked_negative=jnp.where(keep, negative_codes, layout.mask_id),
-             negative_codes=negative_codes)
+             negative_codes=negative_codes, vid_strategy=vid_strategy)
   return out
 
 
@@ -139,6 +144,8 @@ def mmvid_loss(model, params, inputs: dict, settings: StepSettings) -> tuple[jax
     passes_video = jnp.stack([masked, masked, masked_negative], axis=1)
     rel_pass, vid_pass = 1, 2
     rel_weights = vid_weights = weights
+  if settings.vid_skip_identical:
+    vid_weights = vid_weights & jnp.any(masked != masked_negative, axis=1)
   logits, rel, vid = apply(passes_condition, passes_video, vocab_passes=1,
                            prune_last_layer=True)
   msm, msm_acc, masked_count = losses.msm_loss(logits[:, 0], inputs["codes"], inputs["keep"])
@@ -207,7 +214,8 @@ def make_eval_step(model, layout: Layout, settings: StepSettings):
   """
   artv = settings.objective == "artv"
   loss_fn = artv_step_loss if artv else mmvid_loss
-  settings = dataclasses.replace(settings, negatives="all")  # Score every sample both ways.
+  # Score every sample both ways, and every VID pair (MMVID's metric).
+  settings = dataclasses.replace(settings, negatives="all", vid_skip_identical=False)
 
   def eval_step(params, batch: dict, frozen, key):
     tokenizer, text_encoder = frozen
