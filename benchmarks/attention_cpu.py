@@ -1,0 +1,106 @@
+"""Where the attention time goes at a given size: the score and value matmuls against the softmax.
+
+    python benchmarks/attention_cpu.py                      # the Shapes default's training step
+    python benchmarks/attention_cpu.py --heads=1 --head_dim=128
+    python benchmarks/attention_cpu.py --batch=6 --seq=565 --heads=12 --head_dim=64   # MM-Vox
+
+Times, for one layer, forward + backward of the project's attention (`layers.einsum_attention`,
+with MMVID's [ST1]/[VID] mask) and the same with the softmax replaced by the identity, and the
+rate of each of the attention's matmuls on its own, next to the dense 1130x768x3072 product the
+other benchmarks use as the machine's reference. The default batch is the Shapes default's
+training step: 8 samples x 2 passes (`negatives="split"`). Best of `--repeats` runs each.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from mmvid_jax.transformer import layers  # pylint: disable=wrong-import-position
+
+
+def best_seconds(fn, *args, repeats: int = 7) -> float:
+  fn = jax.jit(fn)
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+
+def mmvid_mask(seq: int, text: int = 20) -> jax.Array:
+  """Everything allowed except [ST1]/[VID] (rows text+1, text+2) reading earlier positions."""
+  rows = jnp.arange(seq)[:, None]
+  cols = jnp.arange(seq)[None, :]
+  restricted = (rows == text + 1) | (rows == text + 2)
+  return (~(restricted & (cols < rows)))[None, None]
+
+
+def measure(batch: int, seq: int, heads: int, head_dim: int, repeats: int) -> dict:
+  keys = jax.random.split(jax.random.key(0), 3)
+  q, k, v = (jax.random.normal(key, (batch, seq, heads, head_dim)) for key in keys)
+  allowed = mmvid_mask(seq)
+
+  def attention_loss(identity: bool):
+    def loss(q, k, v):
+      if identity:  # the same matmuls, no mask and no softmax
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+        out = jnp.einsum("bhqk,bkhd->bqhd", scores, v)
+      else:
+        out = layers.einsum_attention(q, k, v, allowed, jnp.float32)
+      return jnp.sum(out ** 2)
+    return jax.value_and_grad(loss, argnums=(0, 1, 2))
+
+  pair_flops = 2 * batch * heads * seq * seq * head_dim  # one S x S x head_dim matmul
+  qt = jnp.transpose(q, (0, 2, 1, 3)).reshape(batch * heads, seq, head_dim)
+  kt = jnp.transpose(k, (0, 2, 1, 3)).reshape(batch * heads, seq, head_dim)
+  probs = jax.nn.softmax(jnp.einsum("bqd,bkd->bqk", qt, kt), axis=-1)
+  scores = best_seconds(lambda a, b: jnp.einsum("bqd,bkd->bqk", a, b), qt, kt, repeats=repeats)
+  values = best_seconds(lambda p, b: jnp.einsum("bqk,bkd->bqd", p, b), probs, kt,
+                        repeats=repeats)
+  softmax = best_seconds(lambda s: jax.nn.softmax(s, axis=-1), probs, repeats=repeats)
+  a, b = jnp.ones((1130, 768)), jnp.ones((768, 3072))
+  dense = best_seconds(lambda a, b: a @ b, a, b, repeats=repeats)
+  return {
+      "layer_forward_backward_s": best_seconds(attention_loss(False), q, k, v, repeats=repeats),
+      "layer_no_softmax_s": best_seconds(attention_loss(True), q, k, v, repeats=repeats),
+      "scores_gflops": pair_flops / scores / 1e9,
+      "values_gflops": pair_flops / values / 1e9,
+      "softmax_forward_s": softmax,
+      "dense_gflops": 2 * 1130 * 768 * 3072 / dense / 1e9,
+      "layer_matmul_gflop": 6 * pair_flops / 1e9,  # forward 2, backward 4
+  }
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--batch", type=int, default=16, help="sequences (samples x passes)")
+  parser.add_argument("--seq", type=int, default=535)
+  parser.add_argument("--heads", type=int, default=2)
+  parser.add_argument("--head_dim", type=int, default=64)
+  parser.add_argument("--repeats", type=int, default=7)
+  args = parser.parse_args()
+  m = measure(args.batch, args.seq, args.heads, args.head_dim, args.repeats)
+  print(f"batch {args.batch}, S {args.seq}, {args.heads} heads of {args.head_dim}; "
+        f"{jax.device_count()} {jax.default_backend()} device(s)")
+  print(f"dense 1130x768x3072 matmul:        {m['dense_gflops']:7.1f} GFLOP/s")
+  print(f"scores q k^T (reduces head_dim):   {m['scores_gflops']:7.1f} GFLOP/s")
+  print(f"values p v (reduces S):            {m['values_gflops']:7.1f} GFLOP/s")
+  print(f"softmax forward alone:             {m['softmax_forward_s'] * 1e3:7.1f} ms")
+  total, plain = m["layer_forward_backward_s"], m["layer_no_softmax_s"]
+  print(f"one layer, forward + backward:     {total * 1e3:7.1f} ms "
+        f"({m['layer_matmul_gflop'] / total:.1f} GFLOP/s of matmul work)")
+  print(f"the same without mask and softmax: {plain * 1e3:7.1f} ms "
+        f"(mask + softmax: {100 * (total - plain) / total:.0f}% of the layer's attention)")
+
+
+if __name__ == "__main__":
+  main()
