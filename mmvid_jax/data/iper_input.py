@@ -113,7 +113,7 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   sources = pipeline.control_sources(config)
   training = not deterministic
   local_batch = batch_size // process_count
-  seed = int(config.seed) * 1_000_003 + process_index
+  seed = pipeline.process_seed(config, process_index)
   stored = "validation" if split == "test" else split
 
   builder = iper_tfds.built_builder(config, workdir)

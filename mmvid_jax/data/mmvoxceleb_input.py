@@ -215,7 +215,7 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   tf = pipeline.import_tensorflow()
   training = not deterministic
   local_batch = batch_size // process_count
-  seed = int(config.seed) * 1_000_003 + process_index
+  seed = pipeline.process_seed(config, process_index)
   ds, features = _tfds_stream(config, split, workdir, training, process_index, process_count,
                               seed, sources)
   ds = ds.enumerate().skip(int(start_step) * local_batch)

@@ -53,7 +53,7 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   sources = pipeline.control_sources(config)
   training = not deterministic
   local_batch = batch_size // process_count
-  seed = int(config.seed) * 1_000_003 + process_index
+  seed = pipeline.process_seed(config, process_index)
 
   builder = mug_tfds.built_builder(config, workdir)
   ds = pipeline.read_tfds_split(
@@ -63,15 +63,7 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
                   "config.data.split_fractions.")
   decode_video = builder.info.features["video"].decode_example
 
-  def pick_caption(index, example):
-    """A random caption of the take's list in training, the first otherwise."""
-    if training:
-      key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64) + (1 << 41)])
-      count = tf.size(example["captions"], out_type=tf.int32)
-      choice = tf.random.stateless_uniform((), key, 0, count, tf.int32)
-    else:
-      choice = tf.constant(0)
-    return index, {"video": example["video"], "caption": example["captions"][choice]}
+  pick_caption = pipeline.caption_picker(seed, training)
 
   def decode(example):
     return {"video": decode_video(example["video"]), "caption": example["caption"]}

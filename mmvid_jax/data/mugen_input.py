@@ -123,7 +123,7 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   training = not deterministic
   local_batch = batch_size // process_count
   start_element = int(start_step) * local_batch
-  seed = int(config.seed) * 1_000_003 + process_index
+  seed = pipeline.process_seed(config, process_index)
   size, frames = int(d.image_size), int(d.num_frames)
 
   if d.source == "tfds":

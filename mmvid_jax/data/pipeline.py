@@ -249,6 +249,28 @@ def _element_fn(config, decode, sources, training: bool, seed_base: int):
   return fn
 
 
+def process_seed(config, process_index: int) -> int:
+  """Base seed of one process's input stream (shuffle order, start frames, caption choice)."""
+  return int(config.seed) * 1_000_003 + process_index
+
+
+def caption_picker(seed: int, training: bool):
+  """(index, example with a `captions` list) -> (index, {video, caption}): in training a random
+  caption of the list, drawn statelessly from (seed, index); the first caption otherwise."""
+  tf = import_tensorflow()
+
+  def pick(index, example):
+    if training:
+      key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64) + (1 << 41)])
+      count = tf.size(example["captions"], out_type=tf.int32)
+      choice = tf.random.stateless_uniform((), key, 0, count, tf.int32)
+    else:
+      choice = tf.constant(0)
+    return index, {"video": example["video"], "caption": example["captions"][choice]}
+
+  return pick
+
+
 def process_share(batch_size: int, process_index: int | None, process_count: int | None
                   ) -> tuple[int, int]:
   """(process index, process count), defaulting to JAX's; the global batch must split evenly."""
@@ -319,7 +341,7 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
     ds, decode = _stream_source(config, split, training, start_element, process_index,
                                 process_count)
     ds = ds.enumerate(start=start_element)
-  seed_base = int(config.seed) * 1_000_003 + process_index
+  seed_base = process_seed(config, process_index)
   ds = ds.map(_element_fn(config, decode, sources, training, seed_base),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return text_batches(ds, config, tokenizer, local_batch=local_batch,

@@ -37,7 +37,6 @@ def check(config, split: str = "train") -> None:
 
 def _tfds_elements(config, split, workdir, training, process_index, process_count, seed):
   from mmvid_jax.data import video_text_tfds
-  tf = pipeline.import_tensorflow()
   builder = video_text_tfds.built_builder(config, workdir)
   ds = pipeline.read_tfds_split(
       builder, split, config, training=training, process_index=process_index,
@@ -45,18 +44,7 @@ def _tfds_elements(config, split, workdir, training, process_index, process_coun
       missing_fix=f"add videos (or a folder for that split) to {config.data.manual_dir!r} and "
                   "rebuild, or change config.data.split_fractions.")
   video_feature = builder.info.features["video"]
-
-  def pick_caption(index, example):
-    """A random caption of the list in training, the first otherwise."""
-    if training:
-      key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64) + (1 << 41)])
-      count = tf.size(example["captions"], out_type=tf.int32)
-      choice = tf.random.stateless_uniform((), key, 0, count, tf.int32)
-    else:
-      choice = tf.constant(0)
-    return index, {"video": example["video"], "caption": example["captions"][choice]}
-
-  return ds, pick_caption, video_feature.decode_example
+  return ds, pipeline.caption_picker(seed, training), video_feature.decode_example
 
 
 def make_dataset(config, split: str, workdir: str, *, batch_size: int, deterministic: bool,
@@ -72,7 +60,7 @@ def make_dataset(config, split: str, workdir: str, *, batch_size: int, determini
   training = not deterministic
   local_batch = batch_size // process_count
   start_element = int(start_step) * local_batch
-  seed = int(config.seed) * 1_000_003 + process_index
+  seed = pipeline.process_seed(config, process_index)
 
   ds, pick_caption, decode_video = _tfds_elements(config, split, workdir, training,
                                                   process_index, process_count, seed)
