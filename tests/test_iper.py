@@ -1,7 +1,6 @@
 """iPER: layouts, captions and their augmentation, MMVID's split, the speed augmentation,
 the TFDS build and the input pipeline."""
 
-import logging
 import os
 import random
 
@@ -13,6 +12,7 @@ from mmvid_jax.data import iper_data
 from mmvid_jax.data import iper_tfds
 from mmvid_jax.data import pipeline
 from mmvid_jax.errors import UserError
+from tests import build_helpers
 from tests import fixtures_iper as fx
 
 
@@ -32,19 +32,10 @@ def tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(tree, tmp_path_factory):
-  import tensorflow_datasets as tfds
-  tfds.disable_progress_bar()
   tmp = str(tmp_path_factory.mktemp("run"))
   config = _config(tree["root"], tmp)
-  records = []
-  handler = logging.Handler()
-  handler.emit = records.append
-  logging.getLogger("absl").addHandler(handler)
-  try:
-    builder = iper_tfds.build(config, tmp)
-  finally:
-    logging.getLogger("absl").removeHandler(handler)
-  return config, tmp, builder, [r.getMessage() for r in records]
+  builder, messages = build_helpers.build_logging(iper_tfds.build, config, tmp)
+  return config, tmp, builder, messages
 
 
 def test_scan_reads_every_layout_and_counts_what_it_skips(tree):

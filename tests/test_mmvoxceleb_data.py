@@ -1,6 +1,5 @@
 """Multimodal VoxCeleb: folder reader, skip counts, split, TFDS build, input per mode, errors."""
 
-import logging
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from mmvid_jax.data import mmvoxceleb_input
 from mmvid_jax.data import mmvoxceleb_tfds
 from mmvid_jax.data import pipeline
 from mmvid_jax.errors import ConfigError, UserError
+from tests import build_helpers
 from tests import fixtures_mmvoxceleb as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,18 +36,10 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(folder, tmp_path_factory):
-  import tensorflow_datasets as tfds
-  tfds.disable_progress_bar()
   tmp = str(tmp_path_factory.mktemp("run"))
-  records = []
-  handler = logging.Handler()
-  handler.emit = records.append
-  logging.getLogger("absl").addHandler(handler)
-  try:
-    builder = mmvoxceleb_tfds.build(_config("text_mask", folder["root"], tmp), tmp)
-  finally:
-    logging.getLogger("absl").removeHandler(handler)
-  return tmp, builder, [r.getMessage() for r in records]
+  builder, messages = build_helpers.build_logging(
+      mmvoxceleb_tfds.build, _config("text_mask", folder["root"], tmp), tmp)
+  return tmp, builder, messages
 
 
 def _batch(mode, folder, tmp, *, deterministic, batch_size=8, **data):

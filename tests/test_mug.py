@@ -1,7 +1,6 @@
 """MUG: layout variations, expression captions, the subject-disjoint split, the TFDS build,
 the input pipeline and the face3_8x8 controls of the expression-transfer variant."""
 
-import logging
 import os
 
 import jax
@@ -13,6 +12,7 @@ from mmvid_jax.data import mug_tfds
 from mmvid_jax.data import pipeline
 from mmvid_jax.errors import UserError
 from mmvid_jax.transformer import controls
+from tests import build_helpers
 from tests import fixtures_mug as fx
 
 
@@ -32,19 +32,10 @@ def tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(tree, tmp_path_factory):
-  import tensorflow_datasets as tfds
-  tfds.disable_progress_bar()
   tmp = str(tmp_path_factory.mktemp("run"))
   config = _config(tree["root"], tmp)
-  records = []
-  handler = logging.Handler()
-  handler.emit = records.append
-  logging.getLogger("absl").addHandler(handler)
-  try:
-    builder = mug_tfds.build(config, tmp)
-  finally:
-    logging.getLogger("absl").removeHandler(handler)
-  return config, tmp, builder, [r.getMessage() for r in records]
+  builder, messages = build_helpers.build_logging(mug_tfds.build, config, tmp)
+  return config, tmp, builder, messages
 
 
 def test_scan_tolerates_layout_variations_and_counts_skips(tree):

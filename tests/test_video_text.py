@@ -1,6 +1,5 @@
 """A user's own folder of captioned videos: scanning, splits, the TFDS build, the input."""
 
-import logging
 import os
 
 import ml_collections
@@ -12,6 +11,7 @@ from mmvid_jax.data import pipeline
 from mmvid_jax.data import video_text_data as vtd
 from mmvid_jax.data import video_text_tfds
 from mmvid_jax.errors import UserError
+from tests import build_helpers
 from tests import fixtures_video_text as fx
 
 
@@ -32,19 +32,10 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(folder, tmp_path_factory):
-  import tensorflow_datasets as tfds
-  tfds.disable_progress_bar()
   tmp = str(tmp_path_factory.mktemp("run"))
   config = _config(folder["root"], tmp)
-  records = []
-  handler = logging.Handler()
-  handler.emit = records.append
-  logging.getLogger("absl").addHandler(handler)
-  try:
-    builder = video_text_tfds.build(config, tmp)
-  finally:
-    logging.getLogger("absl").removeHandler(handler)
-  return config, tmp, builder, [r.getMessage() for r in records]
+  builder, messages = build_helpers.build_logging(video_text_tfds.build, config, tmp)
+  return config, tmp, builder, messages
 
 
 def test_scan_txt_and_csv_captions(folder, tmp_path):
