@@ -142,6 +142,8 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   tr.msm_strategy_prob = (0.7, 0.1, 0.1, 0.1)
   tr.msm_bernoulli_keep = (0.2, 0.2)
   tr.mask_ratio_schedule = "mmvid"  # or "cosine" (MaskGIT)
+  # MMVID's pc_prob (0 in its scripts): the share of samples that also show 1..T/2 whole frames.
+  tr.msm_preserve_prob = 0.0
   tr.beta_msm = 7.0
   tr.beta_rel = 0.5
   tr.beta_vid = 0.5

@@ -157,6 +157,8 @@ MEANINGS = {
     "transformer.beta_rel": "weight of the relevance ([REL]) loss",
     "transformer.beta_vid": "weight of the video-consistency ([VID]) loss",
     "transformer.vid_strategy_prob": "probabilities of the four VID negative-video strategies",
+    "transformer.msm_preserve_prob": "MMVID's pc_prob (0 in its scripts): share of training "
+                                     "samples that also show 1..T/2 random whole frames",
     "transformer.vid_skip_identical": "not in MMVID: no VID loss for a negative whose visible "
                                       "tokens equal its positive's (evaluation still scores "
                                       "every pair)",

@@ -81,6 +81,31 @@ def test_batch_keep_mask_independent_per_sample():
   assert len({row.tobytes() for row in keep}) == 8
 
 
+def test_preserved_frames_are_whole_frames_on_top_of_the_mask():
+  """MMVID's pc_prob: a share of the samples also shows 1..T/2 whole frames, chosen at random."""
+  batch, frames, prob = 2000, 8, 0.3
+  plain = np.asarray(masking.batch_keep_mask(jax.random.key(1), batch, frames, H, W,
+                                             strategy_prob=(0, 1, 0, 0)))  # full mask
+  keep = np.asarray(masking.batch_keep_mask(jax.random.key(1), batch, frames, H, W,
+                                            strategy_prob=(0, 1, 0, 0), preserve_prob=prob))
+  assert not plain.any()
+  per_frame = keep.reshape(batch, frames, H * W)
+  whole = per_frame.all(axis=2)
+  assert np.array_equal(whole, per_frame.any(axis=2))  # every shown token is in a whole frame
+  shown = whole.sum(axis=1)
+  preserved = shown > 0
+  assert abs(preserved.mean() - prob) < 0.04
+  assert shown.max() <= frames // 2 and set(shown[preserved]) == set(range(1, frames // 2 + 1))
+  # Which frames: every position gets its turn (not only the first ones).
+  assert whole[preserved].mean(axis=0).min() > 0.15
+  # The mask underneath is the same draw: preservation only adds shown tokens.
+  bernoulli = dict(strategy_prob=(1, 0, 0, 0))
+  base = np.asarray(masking.batch_keep_mask(jax.random.key(2), 64, frames, H, W, **bernoulli))
+  extra = np.asarray(masking.batch_keep_mask(jax.random.key(2), 64, frames, H, W, **bernoulli,
+                                             preserve_prob=1.0))
+  assert np.all(extra >= base) and extra.sum() > base.sum()
+
+
 def test_control_erasing_modes():
   codes = jnp.arange(2 * 5 * 8 * 8).reshape(2, 5, 8, 8) % 7
   modes = ("keep", "mask_8x8", "face_8x8", "shape_4x4", "drop")

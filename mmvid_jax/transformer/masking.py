@@ -6,6 +6,10 @@ MMVID draws one of four strategies per sample (default 0.7/0.1/0.1/0.1):
 2. box inside: one torchvision-RandomErasing box (area 0.2-0.8 of the frame grid, aspect
    0.5-2, up to 10 tries, else no box) shared by all frames, masked inside;
 3. box outside: the same box kept, everything else masked.
+MMVID's optional preservation control (`pc_prob`, 0 in every released script; here
+`msm_preserve_prob`): with that probability a sample also shows t_o ~ U{1..T/2} whole frames,
+chosen at random, on top of its mask, so the model practises completing a video from some of
+its frames (prediction, interpolation).
 `mask_ratio_schedule="cosine"` instead masks ceil(cos(pi/2 * r) * N) random tokens, r ~ U(0, 1)
 (MaskGIT). A sample is "fully masked" when no token is kept (REL/VID exclude those samples).
 """
@@ -68,16 +72,31 @@ def cosine_keep_mask(key: jax.Array, num_tokens: int) -> jax.Array:
   return rank >= num_masked
 
 
+def preserved_frames(key: jax.Array, num_frames: int, preserve_prob: float) -> jax.Array:
+  """(T,) bool: with probability `preserve_prob`, t_o ~ U{1..T/2} frames chosen at random
+  (MMVID's `pc_prob`); otherwise none."""
+  k_use, k_count, k_order = jax.random.split(key, 3)
+  count = jax.random.randint(k_count, (), 1, max(num_frames // 2, 1) + 1)
+  rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_order, (num_frames,))))
+  return (rank < count) & (jax.random.uniform(k_use) < preserve_prob)
+
+
 def batch_keep_mask(key: jax.Array, batch: int, num_frames: int, height: int, width: int,
                     schedule: str = "mmvid", strategy_prob=(0.7, 0.1, 0.1, 0.1),
-                    bernoulli_keep=(0.2, 0.2)) -> jax.Array:
+                    bernoulli_keep=(0.2, 0.2), preserve_prob: float = 0.0) -> jax.Array:
   """(B, T*h*w) keep masks, one independent draw per sample."""
   keys = jax.random.split(key, batch)
   if schedule == "cosine":
-    return jax.vmap(lambda k: cosine_keep_mask(k, num_frames * height * width))(keys)
-  keep, _ = jax.vmap(lambda k: mmvid_keep_mask(k, num_frames, height, width, strategy_prob,
-                                               bernoulli_keep))(keys)
-  return keep
+    keep = jax.vmap(lambda k: cosine_keep_mask(k, num_frames * height * width))(keys)
+  else:
+    keep, _ = jax.vmap(lambda k: mmvid_keep_mask(k, num_frames, height, width, strategy_prob,
+                                                 bernoulli_keep))(keys)
+  if not preserve_prob:
+    return keep
+  frames = jax.vmap(lambda k: preserved_frames(jax.random.fold_in(k, 7), num_frames,
+                                               preserve_prob))(keys)
+  shown = jnp.repeat(frames, height * width, axis=1)  # frame-major token order
+  return keep | shown
 
 
 def fully_masked(keep: jax.Array) -> jax.Array:

@@ -32,6 +32,7 @@ class StepSettings:
   mask_schedule: str = "mmvid"  # or "cosine"
   msm_strategy_prob: tuple[float, ...] = (0.7, 0.1, 0.1, 0.1)
   bernoulli_keep: tuple[float, float] = (0.2, 0.2)
+  preserve_prob: float = 0.0  # MMVID's pc_prob: whole frames shown on top of the mask
   vid_strategy_prob: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
   beta_msm: float = 7.0
   beta_rel: float = 0.5
@@ -54,6 +55,7 @@ def settings_from_config(tr) -> StepSettings:
       mask_schedule=str(tr.mask_ratio_schedule),
       msm_strategy_prob=tuple(float(p) for p in tr.msm_strategy_prob),
       bernoulli_keep=tuple(float(p) for p in tr.msm_bernoulli_keep),
+      preserve_prob=float(tr.get("msm_preserve_prob", 0.0)),
       vid_strategy_prob=tuple(float(p) for p in tr.vid_strategy_prob),
       beta_msm=float(tr.beta_msm), beta_rel=float(tr.beta_rel), beta_vid=float(tr.beta_vid),
       control_modes=tuple(mode for _, mode in controls_lib.parse_slots(tr.get("controls", ()))),
@@ -105,7 +107,7 @@ def prepare_inputs(layout: Layout, settings: StepSettings, tokenizer, text_encod
   keep = masking.batch_keep_mask(k_mask, codes.shape[0], layout.num_frames,
                                  layout.latent_height, layout.latent_width,
                                  settings.mask_schedule, settings.msm_strategy_prob,
-                                 settings.bernoulli_keep)
+                                 settings.bernoulli_keep, settings.preserve_prob)
   # The per-frame tokenizer re-encodes only the one edited frame of each negative.
   encode = lambda frames: tokenizer.encode_to_codes(frames).astype(jnp.int32)
   negative_codes, vid_strategy = negatives.batch_vid_negative_codes(
