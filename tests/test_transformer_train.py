@@ -186,7 +186,8 @@ def test_eval_step_scores_complete_videos_too():
 
 def test_vid_skip_identical_drops_pairs_the_model_cannot_tell_apart():
   """A VID negative whose visible tokens equal its positive's is no negative: with
-  `vid_skip_identical` it gets no VID loss; evaluation scores every pair either way."""
+  `vid_skip_identical` it gets no VID loss; evaluation scores every pair either way, and on
+  MMVID's masks even when training preserves frames."""
   tr = tr_config()
   model = make_model(tr, LAYOUT)
   plain = step_lib.settings_from_config(tr)
@@ -199,6 +200,12 @@ def test_vid_skip_identical_drops_pairs_the_model_cannot_tell_apart():
   inputs = step_lib.prepare_inputs(LAYOUT, plain, TOKENIZER, None, batch, jax.random.key(5))
   assert inputs["vid_strategy"].shape == (BATCH,)
   assert set(np.asarray(inputs["vid_strategy"]).tolist()) <= {0, 1, 2, 3}
+  # Training with preserved frames shows the same mask plus whole frames.
+  preserved = step_lib.prepare_inputs(LAYOUT, step_lib.settings_from_config(
+      tr_config(msm_preserve_prob=1.0)), TOKENIZER, None, batch, jax.random.key(5))["keep"]
+  assert np.all(np.asarray(preserved) >= np.asarray(inputs["keep"]))
+  frames = np.asarray(preserved).reshape(BATCH, FRAMES, -1)
+  assert np.all(frames.all(axis=2).any(axis=1))  # every sample shows at least one whole frame
   # Every sample shows all its tokens; half the negatives are made identical to the positive.
   keep = jnp.ones_like(inputs["keep"])
   identical = jnp.arange(BATCH) < BATCH // 2
@@ -216,7 +223,11 @@ def test_vid_skip_identical_drops_pairs_the_model_cannot_tell_apart():
   # MSM and REL are untouched by the flag.
   for key in ("msm_loss", "rel_loss"):
     np.testing.assert_allclose(skipped[key], with_all[key], rtol=1e-6)
-  # Evaluation scores every pair whatever the flag says.
+  # Evaluation scores every pair on MMVID's masks whatever the training options say.
+  preserving = step_lib.settings_from_config(tr_config(msm_preserve_prob=1.0))
+  assert preserving.preserve_prob == 1.0
   scores = [jax.device_get(step_lib.make_eval_step(model, LAYOUT, s)(
-      params, batch, (TOKENIZER, None), jax.random.key(3))) for s in (plain, skipping)]
-  np.testing.assert_allclose(scores[0]["vid_loss"], scores[1]["vid_loss"], rtol=1e-6)
+      params, batch, (TOKENIZER, None), jax.random.key(3))) for s in (plain, skipping, preserving)]
+  for other in scores[1:]:
+    for key in ("msm_loss", "vid_loss", "rel_loss"):
+      np.testing.assert_allclose(scores[0][key], other[key], rtol=1e-6, err_msg=key)

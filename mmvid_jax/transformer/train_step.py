@@ -32,7 +32,7 @@ class StepSettings:
   mask_schedule: str = "mmvid"  # or "cosine"
   msm_strategy_prob: tuple[float, ...] = (0.7, 0.1, 0.1, 0.1)
   bernoulli_keep: tuple[float, float] = (0.2, 0.2)
-  preserve_prob: float = 0.0  # MMVID's pc_prob: whole frames shown on top of the mask
+  preserve_prob: float = 0.0  # MMVID's pc_prob: whole frames shown on top of the mask (training)
   vid_strategy_prob: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
   beta_msm: float = 7.0
   beta_rel: float = 0.5
@@ -216,8 +216,10 @@ def make_eval_step(model, layout: Layout, settings: StepSettings):
   """
   artv = settings.objective == "artv"
   loss_fn = artv_step_loss if artv else mmvid_loss
-  # Score every sample both ways, and every VID pair (MMVID's metric).
-  settings = dataclasses.replace(settings, negatives="all", vid_skip_identical=False)
+  # Score every sample both ways, every VID pair, on MMVID's masks without preserved frames, so
+  # validation figures compare across training options.
+  settings = dataclasses.replace(settings, negatives="all", vid_skip_identical=False,
+                                 preserve_prob=0.0)
 
   def eval_step(params, batch: dict, frozen, key):
     tokenizer, text_encoder = frozen
