@@ -48,6 +48,7 @@ def vid_pair_stats(workdir: str, batches: int = 0, seed: int | None = None) -> d
                     "task. Fix: point --workdir at an MMVID run (transformer.objective='mmvid').")
   tokenizer = tokenizer_api.load_tokenizer(workdir)
   layout, _, text_encoder, settings = trainer.build(config, workdir, tokenizer)
+  settings = step_lib.evaluation_settings(settings)
   batches = batches or int(tr.get("num_eval_batches", 4))
   seed = int(config.seed) + 3 if seed is None else seed  # the trainer's eval seed
 

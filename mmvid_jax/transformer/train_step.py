@@ -207,6 +207,13 @@ def make_train_step(model, layout: Layout, settings: StepSettings, base_key: jax
 UNMASKED_METRICS = ("rel_loss", "rel_accuracy", "vid_loss", "vid_accuracy")
 
 
+def evaluation_settings(settings: StepSettings) -> StepSettings:
+  """What validation scores: every sample both ways, every VID pair, on MMVID's masks without
+  preserved frames, so validation figures compare across training options."""
+  return dataclasses.replace(settings, negatives="all", vid_skip_identical=False,
+                             preserve_prob=0.0)
+
+
 def make_eval_step(model, layout: Layout, settings: StepSettings):
   """(params, batch, frozen, key) -> metric sums over the batch (fixed masks from `key`).
 
@@ -216,10 +223,7 @@ def make_eval_step(model, layout: Layout, settings: StepSettings):
   """
   artv = settings.objective == "artv"
   loss_fn = artv_step_loss if artv else mmvid_loss
-  # Score every sample both ways, every VID pair, on MMVID's masks without preserved frames, so
-  # validation figures compare across training options.
-  settings = dataclasses.replace(settings, negatives="all", vid_skip_identical=False,
-                                 preserve_prob=0.0)
+  settings = evaluation_settings(settings)
 
   def eval_step(params, batch: dict, frozen, key):
     tokenizer, text_encoder = frozen
