@@ -145,6 +145,17 @@ def test_pair_bce_excludes_fully_masked_samples():
   assert float(losses.pair_bce_loss(pos, neg, jnp.zeros(3, bool))[0]) == 0.0
 
 
+def test_pair_accuracy_ceiling_counts_identical_pairs():
+  positive = jnp.array([[1, 2, 3], [1, 2, 3], [4, 5, 6], [7, 8, 9]])
+  negative = jnp.array([[1, 2, 3], [1, 2, 0], [4, 5, 6], [0, 0, 0]])  # rows 0, 2 identical
+  counted = jnp.array([True, True, True, False])
+  # 2 identical pairs of 3 counted: at best 1 - (2/3)/2 of the answers are right.
+  np.testing.assert_allclose(losses.pair_accuracy_ceiling(positive, negative, counted), 2 / 3)
+  np.testing.assert_allclose(losses.pair_accuracy_ceiling(positive, positive + 1, counted), 1.0)
+  np.testing.assert_allclose(losses.pair_accuracy_ceiling(positive, positive, counted), 0.5)
+  assert float(losses.pair_accuracy_ceiling(positive, positive, jnp.zeros(4, bool))) == 1.0
+
+
 def test_log_warmup_schedule_matches_deepspeed():
   schedule = losses.log_warmup_schedule(1e-4, 5000, 1e-6)
   np.testing.assert_allclose(schedule(0), 1e-6, rtol=1e-6)

@@ -174,6 +174,9 @@ def test_eval_step_scores_complete_videos_too():
   for metrics in results.values():
     for key in step_lib.UNMASKED_METRICS:
       assert np.isfinite(metrics[f"{key}_unmasked"]), key
+    for key in ("vid_ceiling", "vid_ceiling_unmasked"):
+      assert 0.5 <= metrics[key] <= 1.0, key
+      assert metrics["vid_accuracy" + key[len("vid_ceiling"):]] <= metrics[key] + 1e-6, key
   keep_all, default = results["keep_all"], results["default"]
   for key in step_lib.UNMASKED_METRICS:
     np.testing.assert_allclose(keep_all[f"{key}_unmasked"], keep_all[key], rtol=1e-5)

@@ -36,6 +36,15 @@ def pair_bce_loss(positive: jax.Array, negative: jax.Array,
   return (weights * per_sample).sum() / denom, (weights * correct).sum() / denom
 
 
+def pair_accuracy_ceiling(positive_tokens: jax.Array, negative_tokens: jax.Array,
+                          weights: jax.Array) -> jax.Array:
+  """The best accuracy `pair_bce_loss` can report when some negatives are the same input as
+  their positive: an identical pair gets at most one of its two answers right."""
+  identical = ~jnp.any(positive_tokens != negative_tokens, axis=-1)
+  weights = weights.astype(jnp.float32)
+  return 1.0 - 0.5 * (weights * identical).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
 def artv_loss(logits: dict, text_targets: jax.Array, control_targets: jax.Array | None,
               video_targets: jax.Array, video_weight: float = 7.0) -> tuple[jax.Array, dict]:
   """ART-V next-token loss; returns (loss, per-part metrics)."""

@@ -234,6 +234,13 @@ def make_eval_step(model, layout: Layout, settings: StepSettings):
                       masked_negative=inputs["negative_codes"])
       _, unmasked = loss_fn(model, params, complete, settings)
       metrics = dict(metrics, **{f"{k}_unmasked": unmasked[k] for k in UNMASKED_METRICS})
+      # How well any model could do: a VID negative that shows the same tokens as its positive
+      # cannot be told apart (benchmarks/vid_ceiling.py breaks this down per negative kind).
+      counted = ~masking.fully_masked(inputs["keep"])
+      metrics["vid_ceiling"] = losses.pair_accuracy_ceiling(
+          inputs["masked"], inputs["masked_negative"], counted)
+      metrics["vid_ceiling_unmasked"] = losses.pair_accuracy_ceiling(
+          inputs["codes"], inputs["negative_codes"], jnp.ones_like(counted))
     return metrics
 
   return eval_step
