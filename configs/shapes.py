@@ -57,6 +57,10 @@ def _data(variant: str, tiny: bool) -> ml_collections.ConfigDict:
   data.frame_step = 1
   # Frames stored per clip; training samples num_frames at frame_step from a random start.
   data.clip_frames = 24 if paper else 12
+  # Pixels per grid step of the motion; 0 is smooth motion (SPEED_FRACTION of the side per frame).
+  # A grid of 4 (the tokenizer's factor) repeats the object's codes in every frame; with clips of
+  # num_frames it helps continuation but not text-to-video at 500 steps (docs/results.md).
+  data.motion_grid = 0
   data.background = "random" if variant in ("text_image", "dependent") else "plain"
   data.num_train = 512 if tiny else 20000
   data.num_validation = 64 if tiny else 512

@@ -37,6 +37,8 @@ MEANINGS = {
     "data.image_size": "frame height and width in pixels",
     "data.num_frames": "frames per training video (T)",
     "data.frame_step": "stride between sampled frames",
+    "data.motion_grid": "Shapes: 0 = smooth motion; G > 0 = centres on a G-pixel grid, one G step "
+                        "per frame per axis (set `clip_frames = num_frames`); checked",
     "data.clip_frames": "frames stored per clip; training samples `num_frames` at `frame_step` "
                         "from a random start",
     "data.background": "`plain` (black) or `random` (dim textured backgrounds, needed for the "

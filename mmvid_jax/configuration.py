@@ -48,6 +48,7 @@ def _check_data(config: ml_collections.ConfigDict) -> None:
   if data.text_tokenizer == "sentencepiece" and data.sentencepiece_vocab_size < 64:
     raise ConfigError("data.sentencepiece_vocab_size", f"{data.sentencepiece_vocab_size} is too "
                       "small to hold the caption characters", "use at least 64 (default 192)")
+  _check_motion_grid(data, shapes)
   for key in ("shuffle_buffer", "prefetch"):
     if data[key] < 0:
       raise ConfigError(f"data.{key}", f"must be >= 0, got {data[key]}", f"pass --config.data.{key}=0 or more")
@@ -57,6 +58,27 @@ def _check_data(config: ml_collections.ConfigDict) -> None:
       raise ConfigError("transformer.controls", f"unknown control source {source!r} in {entry!r}",
                         f"write entries as '<source>:<erasing mode>' with source one of "
                         f"{', '.join(pipeline.CONTROL_SOURCES)}")
+
+
+def _check_motion_grid(data, shapes) -> None:
+  """Grid motion needs room for every object to take two steps on each axis."""
+  grid = data.get("motion_grid", 0)
+  if not isinstance(grid, int) or grid < 0:
+    raise ConfigError("data.motion_grid", f"must be a whole number of pixels >= 0, got {grid!r}",
+                      "use 0 for smooth motion or a grid step such as 4 (the tokenizer's factor)")
+  if not grid:
+    return
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  every = np.array([(s, 0, z, 1) for s in range(len(shapes.SHAPE_NAMES))
+                    for z in range(len(shapes.SIZE_NAMES))])
+  low, high = shapes.motion_range(every, int(data.image_size), grid)
+  steps = int(np.min(np.round((high - low) / grid)))
+  if steps < 2:
+    raise ConfigError("data.motion_grid",
+                      f"a {grid}-pixel grid leaves the largest objects {steps} step(s) of travel in "
+                      f"{data.image_size}-pixel frames",
+                      "use a smaller data.motion_grid (or 0 for smooth motion), or raise "
+                      "data.image_size")
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:

@@ -36,6 +36,8 @@ def test_unknown_variant():
     ("transformer.batch_size", 6, "config.transformer.batch_size: 6 is not divisible by the 4"),
     ("data.manual_dir", "no/such/dir", "config.data.manual_dir: directory"),
     ("data.frame_step", 5, "config.data.frame_step"),
+    ("data.motion_grid", -2, "config.data.motion_grid: must be a whole number"),
+    ("data.motion_grid", 12, "config.data.motion_grid: a 12-pixel grid leaves the largest objects 1"),
 ])
 def test_bad_values_name_key_and_fix(key, value, match):
   config = load("shapes", "tiny")

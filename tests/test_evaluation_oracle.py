@@ -8,9 +8,9 @@ from mmvid_jax.data import shapes_generator
 from mmvid_jax.evaluation import oracle
 
 
-def _clips(image_size, frames, background, split, count, start=0):
+def _clips(image_size, frames, background, split, count, start=0, motion_grid=0):
   spec = shapes_generator.ShapesSpec(image_size=image_size, clip_frames=frames,
-                                     background=background, seed=1234)
+                                     background=background, seed=1234, motion_grid=motion_grid)
   return shapes_generator.generate_clips(spec, split, start, count)
 
 
@@ -39,6 +39,22 @@ def test_no_real_clip_bounces_within_the_bounce_free_frames(image_size):
   first = steps[:, :1]
   # No axis ever reverses its sign of motion before the bounce-free horizon ends.
   assert np.all(steps * first >= -1e-4)
+
+
+@pytest.mark.parametrize("image_size, motion_grid, background", [
+    (32, 4, "plain"), (32, 2, "random"), (64, 4, "random")])
+def test_oracle_reads_real_grid_motion_clips(image_size, motion_grid, background):
+  clips = _clips(image_size, 8, background, "test", 96, motion_grid=motion_grid)
+  result = oracle.evaluate(clips["video"], clips["attributes"], motion_grid=motion_grid)
+  assert result["all"] >= 0.98, result
+  # The smooth-motion horizon (9 frames) would fit the direction across bounces.
+  frames = oracle.bounce_free_frames(image_size, motion_grid)
+  assert 2 <= frames < 8
+  steps = np.diff(clips["centers"][:, :frames], axis=1)
+  assert np.all(steps * steps[:, :1] >= 0)
+  # Some clip does bounce right after the horizon, so it is not set needlessly short.
+  longer = np.diff(clips["centers"][:, :frames + 1], axis=1)
+  assert np.any(longer * longer[:, :1] < 0)
 
 
 def test_wrong_colour_shape_and_direction_are_caught():

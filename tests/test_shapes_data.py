@@ -36,6 +36,51 @@ def test_generator_is_deterministic_and_seed_dependent():
   assert not np.array_equal(other["video"], a["video"])
 
 
+@pytest.mark.parametrize("motion_grid", [4, 2])
+def test_grid_motion_steps_one_cell_per_frame_and_repeats_the_object(motion_grid):
+  spec = generator.ShapesSpec(image_size=32, clip_frames=8, background="plain", seed=3,
+                              motion_grid=motion_grid)
+  clips = generator.generate_clips(spec, "train", 0, 128)
+  centers, attributes = clips["centers"], clips["attributes"]
+  np.testing.assert_array_equal(np.mod(centers, motion_grid), 0)
+  steps = np.diff(centers, axis=1)
+  moving_axes = np.sign(shapes.DIRECTION_VECTORS[attributes[:, 3]]) != 0
+  # A moving axis steps one grid cell every frame (bounces included); a still one never moves.
+  expected = np.where(moving_axes[:, None], motion_grid, 0)
+  np.testing.assert_array_equal(np.abs(steps), np.broadcast_to(expected, steps.shape))
+  low, high = shapes.center_range(attributes, 32)
+  assert np.all(centers >= low[:, None] - 1e-4) and np.all(centers <= high[:, None] + 1e-4)
+  # Start: on the wall side behind the motion (first move is along the caption's direction).
+  np.testing.assert_array_equal(np.sign(steps[:, 0]),
+                                np.sign(shapes.DIRECTION_VECTORS[attributes[:, 3]]))
+  if motion_grid == 4:
+    # One token per frame: the object's pixels are the same in every frame, only translated.
+    video = clips["video"].astype(np.int32)
+    for i in range(8):
+      dy, dx = (centers[i, 1] - centers[i, 0]).astype(int)
+      shifted = np.roll(video[i, 0], (dy, dx), axis=(0, 1))
+      np.testing.assert_array_equal(shifted, video[i, 1])
+
+
+def test_grid_motion_gets_its_own_tfds_builder_config():
+  from mmvid_jax.data import shapes_tfds
+  config = tiny_config()
+  smooth = shapes_tfds.builder_config(config.data)
+  config.data.motion_grid = 4
+  grid = shapes_tfds.builder_config(config.data)
+  assert grid.name == smooth.name + "_grid4"
+  assert grid.spec.motion_grid == 4 and smooth.spec.motion_grid == 0
+
+
+def test_smooth_motion_is_unchanged_by_the_grid_option():
+  smooth = generator.generate_clips(SPEC, "train", 0, 16)
+  grid0 = generator.generate_clips(
+      generator.ShapesSpec(image_size=32, clip_frames=12, background="plain", seed=7,
+                           motion_grid=0), "train", 0, 16)
+  np.testing.assert_array_equal(smooth["video"], grid0["video"])
+  assert not np.all(np.mod(smooth["centers"], 1) == 0)
+
+
 @pytest.mark.parametrize("shape", range(len(shapes.SHAPE_NAMES)))
 @pytest.mark.parametrize("image_size", [32, 64])
 def test_rendered_object_matches_ground_truth(shape, image_size):

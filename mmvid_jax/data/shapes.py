@@ -86,18 +86,40 @@ def center_range(attributes: np.ndarray, image_size: int) -> tuple[np.ndarray, n
   return low, high
 
 
-def velocities(attributes: np.ndarray, image_size: int) -> np.ndarray:
-  """Initial velocity (dy, dx) in pixels per frame, (N, 2)."""
+def motion_range(attributes: np.ndarray, image_size: int, motion_grid: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Lowest and highest centre (y, x) the motion may reach, each (N, 2).
+
+  Smooth motion (`motion_grid` 0): `center_range`. Grid motion: the multiples of `motion_grid`
+  inside it, so a centre on the grid stays on it after any number of steps and bounces."""
+  low, high = center_range(attributes, image_size)
+  if not motion_grid:
+    return low, high
+  grid = np.float32(motion_grid)
+  low_on_grid = np.ceil(low / grid) * grid
+  high_on_grid = np.floor(high / grid) * grid
+  # An object too large for two grid positions stays put on that axis.
+  return low_on_grid, np.maximum(high_on_grid, low_on_grid)
+
+
+def velocities(attributes: np.ndarray, image_size: int, motion_grid: int = 0) -> np.ndarray:
+  """Initial velocity (dy, dx) in pixels per frame, (N, 2).
+
+  Smooth motion: SPEED_FRACTION of the side along the unit direction. Grid motion: one grid
+  step per frame on each axis the direction moves along (diagonals are sqrt(2) faster)."""
+  if motion_grid:
+    return np.sign(DIRECTION_VECTORS[attributes[:, 3]]) * np.float32(motion_grid)
   return DIRECTION_VECTORS[attributes[:, 3]] * SPEED_FRACTION * np.float32(image_size)
 
 
 def trajectories(attributes: np.ndarray, start_positions: np.ndarray, num_frames: int,
-                 image_size: int) -> np.ndarray:
+                 image_size: int, motion_grid: int = 0) -> np.ndarray:
   """Per-frame centres (N, T, 2) float32: straight motion reflected at the walls."""
-  low, high = center_range(attributes, image_size)
+  low, high = motion_range(attributes, image_size, motion_grid)
   span = np.maximum(high - low, 1e-6)[:, None]
   t = np.arange(num_frames, dtype=np.float32)[None, :, None]
-  free = start_positions[:, None].astype(np.float32) + velocities(attributes, image_size)[:, None] * t
+  velocity = velocities(attributes, image_size, motion_grid)[:, None]
+  free = start_positions[:, None].astype(np.float32) + velocity * t
   # Unfold the bounces: position along a line of period 2*span, mirrored in its second half.
   phase = np.mod(free - low[:, None], 2 * span)
   folded = np.where(phase <= span, phase, 2 * span - phase)
@@ -112,14 +134,21 @@ def boxes_from_centers(attributes: np.ndarray, centers: np.ndarray, image_size: 
 
 
 def sample_start_positions(rng: np.random.Generator, attributes: np.ndarray,
-                           image_size: int) -> np.ndarray:
-  """Start centres (N, 2): near the wall behind the motion, anywhere across it."""
-  low, high = center_range(attributes, image_size)
-  vel = velocities(attributes, image_size)
+                           image_size: int, motion_grid: int = 0) -> np.ndarray:
+  """Start centres (N, 2): near the wall behind the motion, anywhere across it (on the grid
+  for grid motion)."""
+  low, high = motion_range(attributes, image_size, motion_grid)
+  vel = velocities(attributes, image_size, motion_grid)
   u = rng.random(low.shape, dtype=np.float32)
   span = high - low
   behind = np.where(vel > 0, low + START_SPAN * span * u, high - START_SPAN * span * u)
-  return np.where(np.abs(vel) > 1e-6, behind, low + span * u).astype(np.float32)
+  start = np.where(np.abs(vel) > 1e-6, behind, low + span * u)
+  if motion_grid:
+    grid = np.float32(motion_grid)
+    # Round towards the wall behind (or down, across), staying within [low, high].
+    steps = np.where(vel < 0, np.ceil((start - low) / grid), np.floor((start - low) / grid))
+    start = np.minimum(low + steps * grid, high)
+  return start.astype(np.float32)
 
 
 def _signed_distance(shape_index: int, dy: np.ndarray, dx: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -172,7 +201,7 @@ def coverage(attributes: np.ndarray, centers: np.ndarray, image_size: int) -> np
 
 
 def render_clips(attributes, start_positions, num_frames: int, image_size: int,
-                 backgrounds: np.ndarray | None = None):
+                 backgrounds: np.ndarray | None = None, motion_grid: int = 0):
   """Renders clips from ground truth.
 
   Args:
@@ -181,6 +210,8 @@ def render_clips(attributes, start_positions, num_frames: int, image_size: int,
     num_frames: frames per clip.
     image_size: side in pixels.
     backgrounds: optional uint8 (N, H, W, 3) static backgrounds; black when None.
+    motion_grid: 0 for smooth motion; G > 0 moves the object one G-pixel step per frame per
+      axis, from a start on the grid (see `sample_start_positions`).
 
   Returns:
     video uint8 (N, T, H, W, 3), centers float32 (N, T, 2), boxes float32 (N, T, 4).
@@ -190,7 +221,7 @@ def render_clips(attributes, start_positions, num_frames: int, image_size: int,
   n = attributes.shape[0]
   if backgrounds is None:
     backgrounds = np.zeros((n, image_size, image_size, 3), np.uint8)
-  centers = trajectories(attributes, start_positions, num_frames, image_size)
+  centers = trajectories(attributes, start_positions, num_frames, image_size, motion_grid)
   alpha = coverage(attributes, centers, image_size)
   # background + alpha * (colour - background), rounded; one colour plane at a time keeps
   # the inner loops long (broadcasting over a trailing axis of 3 is several times slower).

@@ -38,11 +38,19 @@ class ShapesSpec:
   clip_frames: int = 24
   background: str = "plain"
   seed: int = 1234
+  # 0: smooth motion; G > 0: centres on multiples of G pixels, one G step per frame per axis.
+  motion_grid: int = 0
 
   @classmethod
   def from_config(cls, data_config) -> "ShapesSpec":
     return cls(image_size=int(data_config.image_size), clip_frames=int(data_config.clip_frames),
-               background=str(data_config.background), seed=int(data_config.generator_seed))
+               background=str(data_config.background), seed=int(data_config.generator_seed),
+               motion_grid=motion_grid_of(data_config))
+
+
+def motion_grid_of(data_config) -> int:
+  """config.data.motion_grid, 0 (smooth) for configs written before the option existed."""
+  return int(data_config.get("motion_grid", 0))
 
 
 def _pair_table(split: str) -> np.ndarray:
@@ -87,8 +95,10 @@ def _control_frames(rng, attributes, spec: ShapesSpec, split: str):
                                rng.integers(0, len(shapes.DIRECTION_NAMES), n)], axis=1)
   frames = []
   for attrs in (same_color_attrs, same_shape_attrs):
-    low, high = shapes.center_range(attrs, spec.image_size)
+    low, high = shapes.motion_range(attrs, spec.image_size, spec.motion_grid)
     start = low + (high - low) * rng.random(low.shape, dtype=np.float32)
+    if spec.motion_grid:
+      start = low + np.floor((start - low) / spec.motion_grid) * spec.motion_grid
     background = shapes.make_backgrounds(rng, n, spec.image_size, spec.background)
     video, _, _ = shapes.render_clips(attrs, start, 1, spec.image_size, background)
     frames.append(video[:, 0])
@@ -101,10 +111,10 @@ def generate_block(spec: ShapesSpec, split: str, block_index: int) -> dict:
   rng = np.random.default_rng([spec.seed, _SPLIT_IDS[split], block_index])
   n = BLOCK_SIZE
   attributes = _sample_attributes(rng, n, split)
-  start = shapes.sample_start_positions(rng, attributes, spec.image_size)
+  start = shapes.sample_start_positions(rng, attributes, spec.image_size, spec.motion_grid)
   background = shapes.make_backgrounds(rng, n, spec.image_size, spec.background)
   video, centers, boxes = shapes.render_clips(attributes, start, spec.clip_frames,
-                                              spec.image_size, background)
+                                              spec.image_size, background, spec.motion_grid)
   captions = shapes_captions.sample_captions(rng, attributes, split)
   same_color, same_shape = _control_frames(rng, attributes, spec, split)
   return {

@@ -32,10 +32,12 @@ class ShapesConfig(tfds.core.BuilderConfig):
   num_validation: int = 512
   num_test: int = 512
   seed: int = 1234
+  motion_grid: int = 0
 
   @property
   def spec(self) -> shapes_generator.ShapesSpec:
-    return shapes_generator.ShapesSpec(self.image_size, self.clip_frames, self.background, self.seed)
+    return shapes_generator.ShapesSpec(self.image_size, self.clip_frames, self.background, self.seed,
+                                       self.motion_grid)
 
   def split_size(self, split: str) -> int:
     return {"train": self.num_train, "validation": self.num_validation, "test": self.num_test}[split]
@@ -43,9 +45,12 @@ class ShapesConfig(tfds.core.BuilderConfig):
 
 def builder_config(data_config) -> ShapesConfig:
   d = data_config
+  motion_grid = shapes_generator.motion_grid_of(d)
   name = (f"s{d.image_size}_f{d.clip_frames}_{d.background}_"
-          f"n{d.num_train}-{d.num_validation}-{d.num_test}_seed{d.generator_seed}")
+          f"n{d.num_train}-{d.num_validation}-{d.num_test}_seed{d.generator_seed}"
+          + (f"_grid{motion_grid}" if motion_grid else ""))
   return ShapesConfig(name=name, version="1.0.0", image_size=int(d.image_size),
+                      motion_grid=motion_grid,
                       clip_frames=int(d.clip_frames), background=str(d.background),
                       num_train=int(d.num_train), num_validation=int(d.num_validation),
                       num_test=int(d.num_test), seed=int(d.generator_seed),

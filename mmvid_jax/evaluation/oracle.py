@@ -18,7 +18,8 @@ comes from the data module (`mmvid_jax.data.shapes`), the single source of truth
   module's own renderer at the detected centre of every frame; the template with the highest
   soft IoU (sum min / sum max of the alphas), averaged over frames, wins.
 - **Direction.** Real clips start far enough from the wall ahead that no clip bounces within
-  its first `bounce_free_frames(image_size)` frames (9 at every size). A least-squares
+  its first `bounce_free_frames(image_size)` frames (9 at every size with smooth motion; 4 at
+  32 px with the 4-pixel grid motion of the default config). A least-squares
   velocity over those frames of the centre track gives the nearest of the 8 compass
   directions; a video whose object barely moves (< a quarter of the real speed) gets none.
 
@@ -45,9 +46,18 @@ _TEMPLATES = np.array([(s, z) for s in range(len(shapes.SHAPE_NAMES))
 ATTRIBUTES = shapes.ATTRIBUTE_NAMES
 
 
-def bounce_free_frames(image_size: int) -> int:
+def bounce_free_frames(image_size: int, motion_grid: int = 0) -> int:
   """Frames from the start of a real clip during which no object has bounced yet."""
   shape_ids, size_ids = _TEMPLATES[:, 0], _TEMPLATES[:, 1]
+  if motion_grid:
+    # Every (shape, size) moving diagonally: both axes' grid positions count.
+    attributes = np.stack([shape_ids, np.zeros_like(shape_ids), size_ids,
+                           np.ones_like(shape_ids)], axis=1)
+    low, high = shapes.motion_range(attributes, image_size, motion_grid)
+    steps = np.round((high - low) / motion_grid)
+    # sample_start_positions starts within START_SPAN of the steps, rounded towards the wall.
+    free_steps = steps - np.floor(shapes.START_SPAN * steps)
+    return int(free_steps.min()) + 1
   extents = shapes.shape_extents(shape_ids, size_ids, image_size)
   heights, widths = extents[:, 0] + extents[:, 1], extents[:, 2] + extents[:, 3]
   travel = image_size - np.concatenate([heights, widths])
@@ -55,6 +65,11 @@ def bounce_free_frames(image_size: int) -> int:
   free_distance = (1.0 - shapes.START_SPAN) * float(travel.min())
   fastest_axis_speed = float(shapes.SPEED_FRACTION) * image_size
   return int(np.floor(free_distance / fastest_axis_speed)) + 1
+
+
+def _slowest_real_speed(image_size: int, motion_grid: int) -> float:
+  """Pixels per frame of the slowest real object."""
+  return float(motion_grid) if motion_grid else float(shapes.SPEED_FRACTION) * image_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,9 +160,10 @@ def _match_templates(alphas: np.ndarray, centers: np.ndarray, image_size: int):
   return _TEMPLATES[best, 0], _TEMPLATES[best, 1], score[np.arange(n), best]
 
 
-def direction_from_track(centers: np.ndarray, image_size: int) -> np.ndarray:
+def direction_from_track(centers: np.ndarray, image_size: int, motion_grid: int = 0
+                         ) -> np.ndarray:
   """Compass direction index per clip from the first bounce-free frames; -1 if static/unseen."""
-  frames = min(centers.shape[1], bounce_free_frames(image_size))
+  frames = min(centers.shape[1], bounce_free_frames(image_size, motion_grid))
   track = centers[:, :frames].astype(np.float64)
   valid = ~np.isnan(track[..., 0])
   t = np.arange(frames, dtype=np.float64)[None, :]
@@ -163,12 +179,16 @@ def direction_from_track(centers: np.ndarray, image_size: int) -> np.ndarray:
   velocity = covariance / variance[:, None]  # (N, 2) pixels per frame, (dy, dx)
   speed = np.linalg.norm(velocity, axis=1)
   direction = np.argmax(velocity @ shapes.DIRECTION_VECTORS.T.astype(np.float64), axis=1)
-  moving = (count >= 2) & (speed >= MIN_SPEED_FRACTION * float(shapes.SPEED_FRACTION) * image_size)
+  moving = (count >= 2) & (speed >= MIN_SPEED_FRACTION * _slowest_real_speed(image_size, motion_grid))
   return np.where(moving, direction, -1).astype(np.int32)
 
 
-def read_videos(videos: np.ndarray, progress_name: str | None = None) -> OracleReading:
+def read_videos(videos: np.ndarray, progress_name: str | None = None,
+                motion_grid: int = 0) -> OracleReading:
   """Reads the attributes of uint8 videos (N, T, H, W, 3) with square frames.
+
+  `motion_grid` is the data's (config.data.motion_grid): it sets how many frames are
+  bounce-free for the direction fit.
 
   With `progress_name`, reports rate and ETA (2048 clips at 64 px take about a minute)."""
   videos = np.asarray(videos)
@@ -198,7 +218,7 @@ def read_videos(videos: np.ndarray, progress_name: str | None = None) -> OracleR
       progress.update(len(idx))
   if progress:
     progress.close()
-  predicted[:, 3] = direction_from_track(centers, image_size)
+  predicted[:, 3] = direction_from_track(centers, image_size, motion_grid)
   return OracleReading(attributes=predicted, centers=centers, template_score=scores)
 
 
@@ -219,6 +239,7 @@ def summarize(reading: OracleReading, attributes: np.ndarray) -> dict[str, float
   return result
 
 
-def evaluate(videos: np.ndarray, attributes: np.ndarray) -> dict[str, float]:
+def evaluate(videos: np.ndarray, attributes: np.ndarray, motion_grid: int = 0
+             ) -> dict[str, float]:
   """Oracle accuracies of videos against the attributes their captions asked for."""
-  return summarize(read_videos(videos), attributes)
+  return summarize(read_videos(videos, motion_grid=motion_grid), attributes)

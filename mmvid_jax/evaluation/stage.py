@@ -28,6 +28,7 @@ import numpy as np
 
 from mmvid_jax.data import pipeline as data_pipeline
 from mmvid_jax.data import shapes
+from mmvid_jax.data import shapes_generator
 from mmvid_jax.errors import ConfigError, UserError
 from mmvid_jax.evaluation import decoder_specs
 from mmvid_jax.evaluation import fvd as fvd_lib
@@ -175,11 +176,11 @@ def _decode_options(spec, config) -> "generate.DecodeOptions":
                                 **_extra_decode_options(config, spec))
 
 
-def _read_oracle(videos: np.ndarray, real: dict, what: str):
+def _read_oracle(videos: np.ndarray, real: dict, what: str, motion_grid: int = 0):
   """(reading, summary) of the Shapes oracle; (None, None) for data without Shapes attributes."""
   if "attributes" not in real:
     return None, None
-  reading = oracle.read_videos(videos, f"evaluate: oracle ({what})")
+  reading = oracle.read_videos(videos, f"evaluate: oracle ({what})", motion_grid)
   return reading, oracle.summarize(reading, real["attributes"])
 
 
@@ -194,7 +195,8 @@ def _evaluate_setting(spec, model, tokenizer, real, config, rel_scorer, extracto
   evaluate = config.evaluate
   options = _decode_options(spec, config)
   generated, seconds = _generate_all(spec, model, tokenizer, real, config)
-  reading, oracle_summary = _read_oracle(generated, real, spec.name)
+  reading, oracle_summary = _read_oracle(generated, real, spec.name,
+                                         shapes_generator.motion_grid_of(config.data))
   # ART-V: one cached pass per video token (twice with guidance: caption and null caption).
   passes = (model.layout.video_len * (2 if options.cfg_scale else 1) if spec.decoder == "ar"
             else options.forward_passes())
@@ -250,8 +252,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
   t0 = time.time()
   if config.data.name != "shapes":  # the oracle knows only the Shapes vocabulary
     real.pop("attributes", None)
-  real_reading, real_oracle = _read_oracle(real["video"], real, "real clips")
-  recon_reading, recon_oracle = _read_oracle(reconstructions, real, "reconstructions")
+  motion_grid = shapes_generator.motion_grid_of(config.data)
+  real_reading, real_oracle = _read_oracle(real["video"], real, "real clips", motion_grid)
+  recon_reading, recon_oracle = _read_oracle(reconstructions, real, "reconstructions",
+                                             motion_grid)
   timings["oracle_references"] = time.time() - t0
   rel_scorer = None if bundle.is_causal else measures.RelScorer(bundle, tokenizer, batch_size)
   real_rel = None if rel_scorer is None else rel_scorer(real["video"], real["text_ids"], controls)
