@@ -68,11 +68,7 @@ def _check_motion_grid(data, shapes) -> None:
                       "use 0 for smooth motion or a grid step such as 4 (the tokenizer's factor)")
   if not grid:
     return
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  every = np.array([(s, 0, z, 1) for s in range(len(shapes.SHAPE_NAMES))
-                    for z in range(len(shapes.SIZE_NAMES))])
-  low, high = shapes.motion_range(every, int(data.image_size), grid)
-  steps = int(np.min(np.round((high - low) / grid)))
+  steps = int(shapes.grid_travel_steps(int(data.image_size), grid).min())
   if steps < 2:
     raise ConfigError("data.motion_grid",
                       f"a {grid}-pixel grid leaves the largest objects {steps} step(s) of travel in "

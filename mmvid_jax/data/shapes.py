@@ -102,6 +102,16 @@ def motion_range(attributes: np.ndarray, image_size: int, motion_grid: int = 0
   return low_on_grid, np.maximum(high_on_grid, low_on_grid)
 
 
+def grid_travel_steps(image_size: int, motion_grid: int) -> np.ndarray:
+  """Grid steps of travel (y, x) for every (shape, size), (shapes * sizes, 2) float32."""
+  shape_ids, size_ids = np.meshgrid(np.arange(len(SHAPE_NAMES)), np.arange(len(SIZE_NAMES)),
+                                    indexing="ij")
+  attributes = np.stack([shape_ids.ravel(), np.zeros(shape_ids.size, np.int64), size_ids.ravel(),
+                         np.ones(shape_ids.size, np.int64)], axis=1)
+  low, high = motion_range(attributes, image_size, motion_grid)
+  return np.round((high - low) / np.float32(motion_grid))
+
+
 def velocities(attributes: np.ndarray, image_size: int, motion_grid: int = 0) -> np.ndarray:
   """Initial velocity (dy, dx) in pixels per frame, (N, 2).
 

@@ -48,16 +48,12 @@ ATTRIBUTES = shapes.ATTRIBUTE_NAMES
 
 def bounce_free_frames(image_size: int, motion_grid: int = 0) -> int:
   """Frames from the start of a real clip during which no object has bounced yet."""
-  shape_ids, size_ids = _TEMPLATES[:, 0], _TEMPLATES[:, 1]
   if motion_grid:
-    # Every (shape, size) moving diagonally: both axes' grid positions count.
-    attributes = np.stack([shape_ids, np.zeros_like(shape_ids), size_ids,
-                           np.ones_like(shape_ids)], axis=1)
-    low, high = shapes.motion_range(attributes, image_size, motion_grid)
-    steps = np.round((high - low) / motion_grid)
+    steps = shapes.grid_travel_steps(image_size, motion_grid)
     # sample_start_positions starts within START_SPAN of the steps, rounded towards the wall.
     free_steps = steps - np.floor(shapes.START_SPAN * steps)
     return int(free_steps.min()) + 1
+  shape_ids, size_ids = _TEMPLATES[:, 0], _TEMPLATES[:, 1]
   extents = shapes.shape_extents(shape_ids, size_ids, image_size)
   heights, widths = extents[:, 0] + extents[:, 1], extents[:, 2] + extents[:, 3]
   travel = image_size - np.concatenate([heights, widths])
