@@ -144,6 +144,9 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   tr.mask_ratio_schedule = "mmvid"  # or "cosine" (MaskGIT)
   # MMVID's pc_prob (0 in its scripts): the share of samples that also show 1..T/2 whole frames.
   tr.msm_preserve_prob = 0.0
+  # Not in MMVID: the share of shown video tokens replaced by codes from elsewhere in the batch
+  # and predicted like masked ones (training only; docs/transformer.md, "Corrupted tokens").
+  tr.msm_corrupt_prob = 0.0
   tr.beta_msm = 7.0
   tr.beta_rel = 0.5
   tr.beta_vid = 0.5

@@ -159,6 +159,9 @@ MEANINGS = {
     "transformer.beta_rel": "weight of the relevance ([REL]) loss",
     "transformer.beta_vid": "weight of the video-consistency ([VID]) loss",
     "transformer.vid_strategy_prob": "probabilities of the four VID negative-video strategies",
+    "transformer.msm_corrupt_prob": "not in MMVID: share of shown video tokens replaced by codes "
+                                    "from elsewhere in the batch and predicted like masked ones "
+                                    "(training only); checked",
     "transformer.msm_preserve_prob": "MMVID's pc_prob (0 in its scripts): share of training "
                                      "samples that also show 1..T/2 random whole frames",
     "transformer.vid_skip_identical": "not in MMVID: no VID loss for a negative whose visible "

@@ -338,6 +338,10 @@ def _check_transformer(config: ml_collections.ConfigDict) -> None:
   if not 0 <= preserve <= 1:
     raise ConfigError("transformer.msm_preserve_prob", f"{preserve} is not a probability",
                       "use a value in [0, 1], e.g. 0.2 (0 = MMVID's scripts)")
+  corrupt = float(tr.get("msm_corrupt_prob", 0.0))
+  if not 0 <= corrupt < 1:
+    raise ConfigError("transformer.msm_corrupt_prob", f"{corrupt} is not a probability below 1",
+                      "use a value in [0, 1), e.g. 0.1 (0 = MMVID)")
   if tr.get("objective", "mmvid") == "mmvid" and tr.batch_size % 2:
     raise ConfigError("transformer.batch_size", f"{tr.batch_size} is odd but the REL negative "
                       "swaps the two halves of the batch", "use an even batch size")

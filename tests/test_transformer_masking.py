@@ -137,3 +137,17 @@ def test_parse_slots_errors():
     controls.parse_slots(("background",))
   with pytest.raises(UserError, match="erasing mode 'blur'"):
     controls.parse_slots(("background:blur",))
+
+
+def test_corrupted_tokens_are_shown_tokens_replaced_by_batch_codes():
+  codes = jax.random.randint(jax.random.key(0), (64, N), 100, 164)  # codes 100..163 only
+  keep = np.asarray(masking.batch_keep_mask(jax.random.key(1), 64, T, H, W,
+                                            strategy_prob=(1, 0, 0, 0), bernoulli_keep=(0.5, 0.5)))
+  corrupted, noise = masking.corrupt_shown_tokens(jax.random.key(2), codes, jnp.asarray(keep), 0.25)
+  corrupted, noise = np.asarray(corrupted), np.asarray(noise)
+  assert not corrupted[~keep].any()  # masked tokens are never corrupted
+  assert abs(corrupted[keep].mean() - 0.25) < 0.02
+  # Replacements are codes of the batch (here 100..163), drawn from many positions.
+  assert noise.min() >= 100 and noise.max() < 164 and len(np.unique(noise[corrupted])) == 64
+  none, _ = masking.corrupt_shown_tokens(jax.random.key(2), codes, jnp.asarray(keep), 0.0)
+  assert not np.asarray(none).any()

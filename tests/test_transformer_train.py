@@ -187,6 +187,33 @@ def test_eval_step_scores_complete_videos_too():
   assert abs(default["rel_loss"] - default["rel_loss_unmasked"]) > 1e-4
 
 
+def test_corrupted_tokens_are_inputs_and_targets_in_training_only():
+  """`msm_corrupt_prob`: some shown tokens enter the trunk as other codes and are scored like
+  masked ones; the VID negative carries the same wrong tokens; evaluation never corrupts."""
+  plain = step_lib.settings_from_config(tr_config())
+  corrupting = step_lib.settings_from_config(tr_config(msm_corrupt_prob=0.5))
+  assert plain.corrupt_prob == 0.0 and corrupting.corrupt_prob == 0.5
+  batch = moving_square_batch(seed=2)
+  key = jax.random.key(5)
+  clean = step_lib.prepare_inputs(LAYOUT, plain, TOKENIZER, None, batch, key)
+  noisy = step_lib.prepare_inputs(LAYOUT, corrupting, TOKENIZER, None, batch, key)
+  codes, shown = np.asarray(clean["codes"]), np.asarray(clean["keep"])
+  np.testing.assert_array_equal(np.asarray(noisy["codes"]), codes)
+  still_shown = np.asarray(noisy["keep"])
+  assert np.all(still_shown <= shown) and still_shown.sum() < 0.8 * shown.sum()
+  corrupted = shown & ~still_shown
+  masked = np.asarray(noisy["masked"])
+  np.testing.assert_array_equal(masked[still_shown], codes[still_shown])
+  assert np.all(masked[~shown] == LAYOUT.mask_id)
+  assert np.all(masked[corrupted] != LAYOUT.mask_id)  # a code, not [MASK]
+  np.testing.assert_array_equal(np.asarray(noisy["masked_negative"])[corrupted], masked[corrupted])
+  # Not in evaluation (train=False) nor in the evaluation settings.
+  evaluated = step_lib.prepare_inputs(LAYOUT, corrupting, TOKENIZER, None, batch, key, train=False)
+  np.testing.assert_array_equal(np.asarray(evaluated["keep"]), shown)
+  np.testing.assert_array_equal(np.asarray(evaluated["masked"]), np.asarray(clean["masked"]))
+  assert step_lib.evaluation_settings(corrupting).corrupt_prob == 0.0
+
+
 def test_vid_skip_identical_drops_pairs_the_model_cannot_tell_apart():
   """A VID negative whose visible tokens equal its positive's is no negative: with
   `vid_skip_identical` it gets no VID loss; evaluation scores every pair either way, and on

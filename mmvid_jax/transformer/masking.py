@@ -99,6 +99,17 @@ def batch_keep_mask(key: jax.Array, batch: int, num_frames: int, height: int, wi
   return keep | shown
 
 
+def corrupt_shown_tokens(key: jax.Array, codes: jax.Array, keep: jax.Array, corrupt_prob: float
+                         ) -> tuple[jax.Array, jax.Array]:
+  """(corrupted (B, N) bool, replacement codes (B, N)): each shown token is corrupted with
+  probability `corrupt_prob` and replaced by the code at a random position of the batch, so the
+  wrong tokens look like real ones (objects' codes included) rather than uniform noise."""
+  k_pick, k_source = jax.random.split(key)
+  corrupted = keep & (jax.random.uniform(k_pick, keep.shape) < corrupt_prob)
+  source = jax.random.randint(k_source, keep.shape, 0, codes.size)
+  return corrupted, codes.reshape(-1)[source]
+
+
 def fully_masked(keep: jax.Array) -> jax.Array:
   """(B,) True where a sample shows no token (its REL/VID pairs carry no signal)."""
   return ~jnp.any(keep, axis=-1)

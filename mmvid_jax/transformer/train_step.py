@@ -47,6 +47,10 @@ class StepSettings:
   # edit fell on masked tokens, or changed no code) gets no VID loss: it would be trained as
   # both consistent and inconsistent. Evaluation still scores every pair.
   vid_skip_identical: bool = False
+  # Not in MMVID: the share of shown video tokens replaced by a code from elsewhere in the batch
+  # (training only) and predicted like masked ones, so the model learns to overrule wrong
+  # tokens, as mask-predict needs when it keeps its own earlier draws.
+  corrupt_prob: float = 0.0
 
 
 def settings_from_config(tr) -> StepSettings:
@@ -60,7 +64,8 @@ def settings_from_config(tr) -> StepSettings:
       beta_msm=float(tr.beta_msm), beta_rel=float(tr.beta_rel), beta_vid=float(tr.beta_vid),
       control_modes=tuple(mode for _, mode in controls_lib.parse_slots(tr.get("controls", ()))),
       negatives=str(tr.get("negatives", "all")),
-      vid_skip_identical=bool(tr.get("vid_skip_identical", False)))
+      vid_skip_identical=bool(tr.get("vid_skip_identical", False)),
+      corrupt_prob=float(tr.get("msm_corrupt_prob", 0.0)))
 
 
 class TrainState(struct.PyTreeNode):
@@ -113,8 +118,16 @@ def prepare_inputs(layout: Layout, settings: StepSettings, tokenizer, text_encod
   negative_codes, vid_strategy = negatives.batch_vid_negative_codes(
       k_vid, video, frame_codes, encode, settings.vid_strategy_prob)
   negative_codes = negative_codes.reshape(codes.shape)
-  out.update(keep=keep, masked=jnp.where(keep, codes, layout.mask_id),
-             masked_negative=jnp.where(keep, negative_codes, layout.mask_id),
+  masked = jnp.where(keep, codes, layout.mask_id)
+  masked_negative = jnp.where(keep, negative_codes, layout.mask_id)
+  if train and settings.corrupt_prob:
+    corrupted, noise = masking.corrupt_shown_tokens(jax.random.fold_in(key, 3), codes, keep,
+                                                    settings.corrupt_prob)
+    # The same wrong tokens in both videos: the VID pair still differs only by its edit.
+    masked = jnp.where(corrupted, noise, masked)
+    masked_negative = jnp.where(corrupted, noise, masked_negative)
+    keep = keep & ~corrupted  # predicted (and scored) like masked tokens
+  out.update(keep=keep, masked=masked, masked_negative=masked_negative,
              negative_codes=negative_codes, vid_strategy=vid_strategy)
   return out
 
@@ -211,7 +224,7 @@ def evaluation_settings(settings: StepSettings) -> StepSettings:
   """What validation scores: every sample both ways, every VID pair, on MMVID's masks without
   preserved frames, so validation figures compare across training options."""
   return dataclasses.replace(settings, negatives="all", vid_skip_identical=False,
-                             preserve_prob=0.0)
+                             preserve_prob=0.0, corrupt_prob=0.0)
 
 
 def make_eval_step(model, layout: Layout, settings: StepSettings):
