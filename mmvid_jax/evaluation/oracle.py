@@ -19,7 +19,7 @@ comes from the data module (`mmvid_jax.data.shapes`), the single source of truth
   soft IoU (sum min / sum max of the alphas), averaged over frames, wins.
 - **Direction.** Real clips start far enough from the wall ahead that no clip bounces within
   its first `bounce_free_frames(image_size)` frames (9 at every size with smooth motion; 4 at
-  32 px with the 4-pixel grid motion of the default config). A least-squares
+  32 px with `data.motion_grid=4`). A least-squares
   velocity over those frames of the centre track gives the nearest of the 8 compass
   directions; a video whose object barely moves (< a quarter of the real speed) gets none.
 
