@@ -48,19 +48,25 @@ def validation_metrics(workdir: str, batches: int = 0, seed: int | None = None,
   settings = step_lib.settings_from_config(tr)
   eval_step = jax.jit(step_lib.make_eval_step(bundle.model, bundle.layout, settings))
   mesh = mesh_lib.make_mesh(config.mesh)
-  seed = int(config.seed) + 3 if seed is None else seed  # the trainer's eval seed
+  seed = trainer.evaluation_seed(config) if seed is None else seed
   return trainer._evaluate(eval_step, bundle.params, (run.tokenizer, bundle.text_encoder),  # pylint: disable=protected-access
                            config, workdir, mesh,
                            batches or int(tr.get("num_eval_batches", 4)), seed)
 
 
-def main():
+def validation_arguments(workdir_help: str) -> argparse.ArgumentParser:
+  """A parser with --workdir, --batches and --seed as the training stage's evaluation uses them."""
   parser = argparse.ArgumentParser()
-  parser.add_argument("--workdir", required=True, help="a workdir with a trained transformer")
+  parser.add_argument("--workdir", required=True, help=workdir_help)
   parser.add_argument("--batches", type=int, default=0,
                       help="validation batches (0: the config's transformer.num_eval_batches)")
   parser.add_argument("--seed", type=int, default=None,
                       help="masks and negatives seed (default: the training run's eval seed)")
+  return parser
+
+
+def main():
+  parser = validation_arguments("a workdir with a trained transformer")
   parser.add_argument("--vid_strategy", default="",
                       help="only this VID negative: frame_swap | shuffle | colour | affine")
   args = parser.parse_args()

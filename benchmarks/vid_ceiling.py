@@ -15,7 +15,6 @@ changes, since a negative that differs in one visible token is only barely a neg
 Needs a workdir whose tokenizer stage has finished (no transformer is loaded).
 """
 
-import argparse
 import os
 import sys
 
@@ -25,6 +24,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # validation_metrics beside it
 
 from mmvid_jax.data import pipeline as data_pipeline  # pylint: disable=wrong-import-position
 from mmvid_jax.errors import UserError  # pylint: disable=wrong-import-position
@@ -34,6 +34,7 @@ from mmvid_jax.transformer import masking  # pylint: disable=wrong-import-positi
 from mmvid_jax.transformer import negatives  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import train_step as step_lib  # pylint: disable=wrong-import-position
 from mmvid_jax.transformer import trainer  # pylint: disable=wrong-import-position
+from validation_metrics import validation_arguments  # pylint: disable=wrong-import-position
 
 # Changed tokens a negative must show to count as "clearly different" in the summary.
 BARELY = 2
@@ -50,7 +51,7 @@ def vid_pair_stats(workdir: str, batches: int = 0, seed: int | None = None) -> d
   layout, _, text_encoder, settings = trainer.build(config, workdir, tokenizer)
   settings = step_lib.evaluation_settings(settings)
   batches = batches or int(tr.get("num_eval_batches", 4))
-  seed = int(config.seed) + 3 if seed is None else seed  # the trainer's eval seed
+  seed = trainer.evaluation_seed(config) if seed is None else seed
 
   @jax.jit
   def pairs(batch, key):
@@ -103,13 +104,7 @@ def summarise(stats: dict) -> dict:
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--workdir", required=True, help="a workdir whose tokenizer is trained")
-  parser.add_argument("--batches", type=int, default=0,
-                      help="validation batches (0: the config's transformer.num_eval_batches)")
-  parser.add_argument("--seed", type=int, default=None,
-                      help="masks and negatives seed (default: the training run's eval seed)")
-  args = parser.parse_args()
+  args = validation_arguments("a workdir whose tokenizer is trained").parse_args()
   try:
     table = vid_pair_stats(args.workdir, args.batches, args.seed)
   except UserError as error:

@@ -77,6 +77,11 @@ def training_model(tr, layout: Layout):
   return model_lib.make_model(tr, layout).clone(dtype=jnp.dtype(name))
 
 
+def evaluation_seed(config) -> int:
+  """The seed of validation's fixed masks and negatives (benchmarks repeat it)."""
+  return int(config.seed) + 3
+
+
 def build(config, workdir: str, tokenizer):
   """Layout, model, frozen text encoder and settings for this config and tokenizer."""
   tr = config.transformer
@@ -121,7 +126,7 @@ def train(config, workdir: str, tokenizer) -> api.TransformerBundle:
   tx = step_lib.build_optimizer(tr, num_steps)
   base_key = jax.random.key(int(config.seed))
   init_key, step_key = jax.random.fold_in(base_key, 1), jax.random.fold_in(base_key, 2)
-  eval_seed = int(config.seed) + 3
+  eval_seed = evaluation_seed(config)
   code_tables = None
   code_start = code_init.validate(str(tr.get("code_embedding_init", "random")))
   if code_start != "random":
