@@ -20,9 +20,13 @@ SXM's dense bf16 tensor-core rate; pass --peak_tflops for another device.
 multiple of 64; needs a CUDA GPU and bf16: with fp32 the model falls back to einsum), `auto`
 what a training run picks by default. `--mask=full` passes MMVID's whole attention mask to the
 fused kernel (the model's earlier behaviour) instead of running it mask-free with the [ST1]/[VID]
-rows recomputed; `--fused_pad` changes the padding multiple (1: none). `--remat_policy` sets
+rows recomputed (`--mask=none` drops that recomputation: a diagnostic of its cost, not MMVID);
+`--fused_pad` changes the padding multiple (1: none). `--remat_policy` sets
 what a rematerialised block keeps (`layers.remat_policy`), `--residuals` prints that list for the
-real block, `--prevent_cse=on` restores the CSE barriers inside the scan; several variants in one
+real block, `--prevent_cse=on` restores the CSE barriers inside the scan; `--entry_pad=off`
+restores the fused kernel's per-layer padding of q, k, v (the trunk otherwise pads its sequence
+once, `Trunk.entry_padding`) and `--kv=interleaved` the one (B, S, 2, H, D) key/value product
+that each layer sliced (`layers.KeyValueProjection`). Several variants in one
 lease: `benchmarks/transformer_mfu_sweep.sh`. `--profile=DIR` traces
 3 more steps and prints where the device time goes (per kernel and per XLA op, ms per step).
 Imports only JAX, Flax, optax and ml_collections (no TensorFlow), so it runs on a bare GPU box.
@@ -33,6 +37,7 @@ import importlib.util
 import os
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -77,6 +82,20 @@ def model_flops_per_step(layout: Layout, width: int, depth: int, mlp_dim: int, b
     trunk = passes * depth * layer
   head = vocab_passes * 2 * layout.video_len * width * layout.codebook_size
   return 3.0 * batch * (trunk + head)
+
+
+class _InterleavedKeyValue(nn.Module):
+  """The earlier key/value projection: one (B, S, 2, H, D) product, then each half sliced."""
+  num_heads: int
+  head_dim: int
+  dtype: Any = jnp.float32
+  init: str = "normal"
+
+  @nn.compact
+  def __call__(self, x):
+    both = nn.DenseGeneral((2, self.num_heads, self.head_dim), dtype=self.dtype, name="dense",
+                           kernel_init=layers.dense_init(self.init))(x)
+    return both[..., 0, :, :], both[..., 1, :, :]
 
 
 class _OneBlock(nn.Module):
@@ -128,14 +147,23 @@ def main():
                       help="config.transformer.attention: xla = einsum + softmax; cudnn = one "
                            "fused jax.nn.dot_product_attention call; auto = cudnn where it "
                            "applies (CUDA GPU, bf16/fp16), else xla")
-  parser.add_argument("--mask", choices=("rows", "full"), default="rows",
+  parser.add_argument("--mask", choices=("rows", "full", "none"), default="rows",
                       help="fused attention: rows = mask-free kernel + [ST1]/[VID] rows on the "
-                           "einsum path (the model's); full = the whole mask to the kernel")
+                           "einsum path (the model's); full = the whole mask to the kernel; "
+                           "none = a diagnostic, NOT MMVID's attention: the kernel alone, the "
+                           "two restricted rows left unrestricted (what their recomputation costs)")
   parser.add_argument("--fused_pad", type=int, default=layers.FUSED_LENGTH_MULTIPLE,
                       help="pad fused-attention sequences to a multiple of this (1: no padding)")
   parser.add_argument("--scan", choices=("config", "on", "off"), default="config",
                       help="scan the layers (off: unrolled, and the negative passes prune the "
                            "last block to [REL]/[VID])")
+  parser.add_argument("--entry_pad", choices=("on", "off"), default="on",
+                      help="on: the trunk pads its sequence to a multiple of 64 once (the "
+                           "model's); off: every fused attention call pads q, k, v and slices "
+                           "its output (before)")
+  parser.add_argument("--kv", choices=("split", "interleaved"), default="split",
+                      help="split: key and value as two products (the model's); interleaved: one "
+                           "(B, S, 2, H, D) product sliced per layer (before)")
   parser.add_argument("--num_heads", type=int, default=0,
                       help="attention heads (0: the config's; head dim = width / heads)")
   parser.add_argument("--profile", default="",
@@ -146,6 +174,12 @@ def main():
     layers.PREVENT_CSE_IN_SCAN = args.prevent_cse == "on"
   if args.mask == "full":
     Layout.masked_attention_rows = lambda self: None
+  elif args.mask == "none":
+    Layout.masked_attention_rows = lambda self: ()
+  if args.entry_pad == "off":
+    layers.Trunk.entry_padding = lambda self, seq_len, width, keep_kv: 0
+  if args.kv == "interleaved":
+    layers.KeyValueProjection = _InterleavedKeyValue
   if args.attention == "cudnn" and jax.default_backend() != "gpu":
     parser.error(f"--attention=cudnn needs a CUDA GPU; this machine's backend is "
                  f"{jax.default_backend()} (the model would fall back to einsum)")
@@ -218,7 +252,7 @@ def main():
         f"S={layout.seq_len}, batch {args.batch}, {passes} passes/sample, dtype {args.dtype}, "
         f"remat={bool(tr.remat)}, scan={bool(tr.scan_layers)}, {tr.num_heads} heads of "
         f"{tr.width // tr.num_heads}, attention {args.attention} "
-        f"(mask {args.mask}, pad {args.fused_pad}); "
+        f"(mask {args.mask}, pad {args.fused_pad}, entry pad {args.entry_pad}, kv {args.kv}); "
         f"compile {compile_s:.1f} s")
   print(f"step {seconds * 1e3:.1f} ms (median of {args.steps}; min {min(times) * 1e3:.1f} ms) | "
         f"{args.batch * layout.seq_len / seconds:,.0f} tokens/s (B*S) | "

@@ -2,11 +2,15 @@
 # Several transformer_mfu.py variants in one device lease: one process each (an out-of-memory
 # variant cannot spoil the next), a time limit each, the full log and a summary table.
 #
-#   bash benchmarks/transformer_mfu_sweep.sh [LOG_DIR] [PER_VARIANT_SECONDS]
+#   bash benchmarks/transformer_mfu_sweep.sh [LOG_DIR] [PER_VARIANT_SECONDS] [SWEEP]
 #
+# SWEEP names the list of variants (docs/performance.md has each one's results): "remat" (the
+# default) the remat policies; "padding" the trunk's one-time padding and split key/value
+# products against the per-layer padding before, at the fastest setting (unrolled, no remat),
+# and what the [ST1]/[VID] row recomputation costs (--mask=none, a diagnostic, not MMVID).
 # Each line of VARIANTS is a name, optional environment settings (NAME=value, e.g. XLA_FLAGS=...)
-# and the arguments for benchmarks/transformer_mfu.py; the first is the baseline (the
-# configuration docs/performance.md measured before). Variants run in order, most wanted first,
+# and the arguments for benchmarks/transformer_mfu.py; the one with --profile also gets its
+# device-time breakdown printed at the end. Variants run in order, most wanted first,
 # and the summary is written as each ends, so a lease cut short still reports what ran. Needs a CUDA
 # GPU with JAX, Flax and optax; ml_collections may come from PYTHONPATH. MFU_COMMON replaces
 # the arguments every variant shares (a CPU smoke run: MFU_COMMON="--variant=tiny --attention=xla
@@ -15,20 +19,37 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 log_dir=${1:-runs/mfu_sweep}  # relative paths: from the repository root
 limit=${2:-150}
+sweep=${3:-remat}
 mkdir -p "$log_dir"
 python=${PYTHON:-python3}
 common=${MFU_COMMON:-"--attention=cudnn --steps=6 --warmup=2"}
 profile_dir="$log_dir/trace"
-VARIANTS=(
-  "b4_full_cse        --batch=4 --remat_policy=full --prevent_cse=on --residuals"
-  "b4_attention       --batch=4 --remat_policy=attention --residuals"
-  "b4_dots            --batch=4 --remat_policy=dots --profile=$profile_dir"
-  "b16_dots           --batch=16 --remat_policy=dots"
-  "b4_full            --batch=4 --remat_policy=full"
-  "b16_attention      --batch=16 --remat_policy=attention"
-  "b4_dots_tritongemm XLA_FLAGS=--xla_gpu_triton_gemm_any=true --batch=4 --remat_policy=dots"
-  "b8_dots_unscanned  --batch=8 --remat_policy=dots --scan=off"
-)
+fastest="--scan=off --remat=off"
+before="--entry_pad=off --kv=interleaved"
+case $sweep in
+  remat) VARIANTS=(
+    "b4_full_cse        --batch=4 --remat_policy=full --prevent_cse=on --residuals"
+    "b4_attention       --batch=4 --remat_policy=attention --residuals"
+    "b4_dots            --batch=4 --remat_policy=dots --profile=$profile_dir"
+    "b16_dots           --batch=16 --remat_policy=dots"
+    "b4_full            --batch=4 --remat_policy=full"
+    "b16_attention      --batch=16 --remat_policy=attention"
+    "b4_dots_tritongemm XLA_FLAGS=--xla_gpu_triton_gemm_any=true --batch=4 --remat_policy=dots"
+    "b8_dots_unscanned  --batch=8 --remat_policy=dots --scan=off"
+  ) ;;
+  padding) VARIANTS=(
+    "b8_now             --batch=8 $fastest --profile=$profile_dir"
+    "b8_before          --batch=8 $fastest $before"
+    "b6_now             --batch=6 $fastest"
+    "b10_now            --batch=10 $fastest"
+    "b8_entry_pad_only  --batch=8 $fastest --kv=interleaved"
+    "b4_config_now      --batch=4"
+    "b4_config_before   --batch=4 $before"
+    "b8_no_row_fixup    --batch=8 $fastest --mask=none"
+    "b8_now_cublaslt    XLA_FLAGS=--xla_gpu_enable_cublaslt=true --batch=8 $fastest"
+  ) ;;
+  *) echo "unknown sweep '$sweep': use remat or padding" >&2; exit 2 ;;
+esac
 summary="$log_dir/summary.txt"
 : >"$summary"
 start=$SECONDS
@@ -51,8 +72,9 @@ for line in "${VARIANTS[@]}"; do
 done
 echo "--- what a block keeps (lines naming the fused kernel's outputs):"
 grep -h -E "^(residuals kept|.*dot_product_attention)" "$log_dir"/*.log
-echo "--- device-time breakdown of b4_dots:"
-sed -n '/^loss/,$p' "$log_dir/b4_dots.log" | head -n 40
+profiled=$(printf '%s\n' "${VARIANTS[@]}" | grep -m1 -e "--profile" | cut -d' ' -f1)
+echo "--- device-time breakdown of $profiled:"
+sed -n '/^loss/,$p' "$log_dir/$profiled.log" | head -n 40
 echo "--- total $((SECONDS - start)) s"
 grep -m1 "^device:" "$log_dir/all.log"
 cat "$summary"

@@ -96,6 +96,94 @@ def test_mask_free_kernel_on_a_row_subset():
     np.testing.assert_allclose(a, b, atol=ATOL * float(jnp.abs(b).max()))
 
 
+def pad_rows(x, n, axis=1):
+  widths = [(0, 0)] * x.ndim
+  widths[axis] = (0, n)
+  return jnp.pad(x, widths)
+
+
+def test_valid_length_with_keys_padded_by_the_caller():
+  # The trunk pads its sequence once; the kernel then only hears how many keys are real.
+  allowed = jnp.asarray(LAYOUT.attention_allowed())
+  rows = LAYOUT.masked_attention_rows()
+  seq, padding = LAYOUT.seq_len, -LAYOUT.seq_len % 64
+  q, k, v = qkv()
+  # Padded rows hold noise, not zeros: they must not reach the real rows either way.
+  noise = jax.random.normal(jax.random.key(5), (2, padding) + q.shape[2:])
+  padded = [jnp.concatenate([x, noise], axis=1) for x in (q, k, v)]
+  padded_allowed = pad_rows(pad_rows(allowed, padding, 0), padding, 1)
+  fused = functools.partial(fused_xla, masked_rows=rows, valid_length=seq)
+  fused_out = fused(*padded, padded_allowed)
+  assert fused_out.shape[1] == seq + padding
+  assert bool(jnp.isfinite(fused_out).all())  # padded query rows attend the real keys
+  np.testing.assert_allclose(fused_out[:, :seq], einsum(q, k, v, allowed), atol=ATOL)
+  # Padded keys and values are never attended: the real rows do not depend on them.
+  moved = [x.at[:, seq:].add(3.0) for x in padded]
+  np.testing.assert_allclose(fused(*moved, padded_allowed)[:, :seq], fused_out[:, :seq],
+                             atol=ATOL)
+  # Gradients through the real rows (the trunk slices the padding off at its end): the einsum
+  # path's at real rows, none at padded keys.
+  cotangent = jax.random.normal(jax.random.key(7), q.shape)
+  real_rows = lambda fn, *x: jnp.sum(fn(*x)[:, :seq] * cotangent)
+  fused_grads = jax.grad(lambda *x: real_rows(fused, *x, padded_allowed), (0, 1, 2))(*padded)
+  einsum_grads = jax.grad(lambda *x: real_rows(einsum, *x, allowed), (0, 1, 2))(q, k, v)
+  for name, a, b in zip("qkv", fused_grads, einsum_grads):
+    np.testing.assert_allclose(a[:, :seq], b, atol=ATOL * float(jnp.abs(b).max()),
+                               err_msg=f"d{name}")
+    assert not bool(a[:, seq:].any()), f"d{name} at padded rows"
+  # The pruned last block: 2 query rows against the padded keys.
+  subset = jnp.asarray([LAYOUT.rel_index, LAYOUT.vid_index])
+  pruned = functools.partial(fused_xla, masked_rows=(1,), valid_length=seq)
+  np.testing.assert_allclose(pruned(padded[0][:, subset], *padded[1:], padded_allowed[subset]),
+                             einsum(q[:, subset], k, v, allowed[subset]), atol=ATOL)
+  with pytest.raises(ValueError, match="valid_length"):
+    fused_xla(q, k, v, allowed, masked_rows=rows, valid_length=seq)  # keys not padded
+  with pytest.raises(ValueError, match="valid_length"):
+    fused_xla(*padded, padded_allowed, valid_length=seq)  # no masked_rows: the mask path
+
+
+def test_entry_padding_rule(monkeypatch):
+  trunk = layers.Trunk(depth=1, num_heads=2, mlp_dim=64, attention="auto",
+                       masked_rows=(1, 2), dtype=jnp.bfloat16)
+  pad = lambda t, seq=4163, keep_kv=False: t.entry_padding(seq, 32, keep_kv)
+  assert pad(trunk) == 0  # CPU: the einsum path, nothing to pad for
+  monkeypatch.setattr(layers, "_cuda_gpu", lambda: True)
+  monkeypatch.setattr(layers, "_cudnn_supports", lambda dtype, head_dim: True)
+  assert pad(trunk) == 4224 - 4163
+  assert pad(trunk, seq=4224) == 0  # already a multiple of 64
+  assert pad(trunk, keep_kv=True) == 0  # KV caches keep S rows
+  assert pad(trunk.clone(masked_rows=None)) == 0  # a general mask: per-call padding
+  assert pad(trunk.clone(attention="xla")) == 0
+  spec = layers.rotary_lib.RotarySpec(3, (2, 2, 2), 16)
+  assert pad(trunk.clone(rotary=spec)) == 0  # angles laid out for S positions
+
+
+@pytest.mark.parametrize("init", layers.DENSE_INITS)
+def test_key_value_projection_is_the_dense_general_it_replaces(init):
+  # Same parameter names, shapes, logical axes and initial values as one DenseGeneral to
+  # (2, heads, head_dim) (checkpoints unchanged), and the same keys and values.
+  x = jax.random.normal(jax.random.key(1), (2, 7, 32))
+  dense = nn.DenseGeneral((2, 4, 8), kernel_init=nn.with_logical_partitioning(
+      layers.dense_init(init), ("embed", None, "heads", "kv")),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None, "heads", "kv")))
+  split = layers.KeyValueProjection(4, 8, init=init)
+  dense_vars = dense.init(jax.random.key(0), x)
+  split_vars = nn.Module.init(split, jax.random.key(0), x)  # its `init` field shadows .init
+  assert jax.tree.structure(dense_vars) == jax.tree.structure(split_vars)
+  for a, b in zip(jax.tree.leaves(dense_vars, is_leaf=lambda v: isinstance(v, nn.Partitioned)),
+                  jax.tree.leaves(split_vars, is_leaf=lambda v: isinstance(v, nn.Partitioned))):
+    assert a.names == b.names
+    np.testing.assert_array_equal(a.value, b.value)
+  params = nn.unbox(dense_vars)
+  params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), params)
+  whole = dense.apply(params, x)
+  key, value = split.apply(params, x)
+  np.testing.assert_allclose(key, whole[..., 0, :, :], atol=1e-5)
+  np.testing.assert_allclose(value, whole[..., 1, :, :], atol=1e-5)
+  key16, _ = split.clone(dtype=jnp.bfloat16).apply(params, x)
+  assert key16.dtype == jnp.bfloat16
+
+
 @pytest.mark.parametrize("mask_shape", [(2, 1), (1, 2)])
 def test_full_sequence_with_a_per_batch_or_per_head_mask(mask_shape):
   s = LAYOUT.seq_len
@@ -165,21 +253,25 @@ def fused_on_cpu(monkeypatch):
   """Makes the model take the fused path on CPU in fp32 (XLA's kernel) and counts its calls."""
 
   class Calls(list):
-    """Query shapes of the fused calls; `masked_rows` holds each call's masked_rows argument."""
+    """Query shapes of the fused calls; `masked_rows` and `valid_length` hold each call's
+    arguments of those names."""
 
     def __init__(self):
       super().__init__()
       self.masked_rows = []
+      self.valid_length = []
 
     def clear(self):
       super().clear()
       self.masked_rows.clear()
+      self.valid_length.clear()
 
   calls = Calls()
 
   def fused(*args, **kwargs):
     calls.append(args[0].shape)
     calls.masked_rows.append(kwargs.get("masked_rows"))
+    calls.valid_length.append(kwargs.get("valid_length"))
     return fused_xla(*args, **kwargs)
 
   monkeypatch.setattr(layers, "_cuda_gpu", lambda: True)
@@ -188,12 +280,14 @@ def fused_on_cpu(monkeypatch):
   return calls
 
 
-def test_mmvid_model_fused_equals_einsum(fused_on_cpu):
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_mmvid_model_fused_equals_einsum(fused_on_cpu, scan_layers):
   rng = np.random.default_rng(0)
   text = jnp.asarray(rng.integers(1, 10, (2, 5)))
   controls = jnp.asarray(rng.integers(0, 17, (2, 1, 2, 2)))
   video = jnp.asarray(rng.integers(0, 17, (2, 3, LAYOUT.video_len)))
-  dims = dict(DIMS, depth=1)  # the one block is the split last block: full rows and 2 rows
+  # Unscanned, the one block is the split last block: full rows and 2 rows.
+  dims = dict(DIMS, depth=1, scan_layers=scan_layers)
   models = {name: MMVIDTransformer(LAYOUT, attention=name, **dims) for name in ("xla", "cudnn")}
   params = nn.unbox(models["xla"].init(jax.random.key(0), text, controls, video[:, 0],
                                        method=MMVIDTransformer.tokens_to_logits)["params"])
@@ -211,11 +305,21 @@ def test_mmvid_model_fused_equals_einsum(fused_on_cpu):
   (value_x, out_x), grads_x = value_and_grad(params, "xla")
   assert not fused_on_cpu
   (value_c, out_c), grads_c = value_and_grad(params, "cudnn")
-  # Both calls took the fused path: the vocabulary pass at full rows, the 4 negative passes
-  # (2 samples x REL, VID) at [REL] and [VID] only.
-  assert fused_on_cpu == [(2, LAYOUT.seq_len, 2, 16), (4, 2, 2, 16)]
-  # Mask-free kernel: [ST1] and [VID] are the restricted rows; of the pruned rows, [VID] (row 1).
-  assert fused_on_cpu.masked_rows == [(LAYOUT.st1_index, LAYOUT.vid_index), (1,)]
+  # The trunk padded its sequence once, to 64 rows, and told the kernel the real length.
+  padded = 64
+  assert LAYOUT.seq_len < padded
+  masked = (LAYOUT.st1_index, LAYOUT.vid_index)
+  if scan_layers:  # all 6 passes (2 samples x 3) at every row (nn.scan may trace twice)
+    assert fused_on_cpu and set(fused_on_cpu) == {(6, padded, 2, 16)}
+    assert set(fused_on_cpu.masked_rows) == {masked}
+    assert set(fused_on_cpu.valid_length) == {LAYOUT.seq_len}
+  else:
+    # The vocabulary pass at full rows, the 4 negative passes (2 samples x REL, VID) at [REL]
+    # and [VID] only (their keys are the padded sequence).
+    assert fused_on_cpu == [(2, padded, 2, 16), (4, 2, 2, 16)]
+    # Mask-free kernel: [ST1] and [VID] are the restricted rows; of the pruned rows, [VID] (row 1).
+    assert fused_on_cpu.masked_rows == [masked, (1,)]
+    assert fused_on_cpu.valid_length == [LAYOUT.seq_len] * 2
   np.testing.assert_allclose(value_c, value_x, rtol=1e-5)
   for a, b in zip(out_c, out_x):
     np.testing.assert_allclose(a, b, atol=ATOL)

@@ -18,6 +18,7 @@ from typing import Any
 
 from absl import logging
 from flax import linen as nn
+from flax.linen import dtypes
 import jax
 import jax.numpy as jnp
 
@@ -126,6 +127,7 @@ def einsum_attention(query: Array, key: Array, value: Array, allowed: Array,
 
 def _fused_attention(query: Array, key: Array, value: Array, allowed: Array, *,
                      masked_rows: tuple[int, ...] | None = None,
+                     valid_length: int | None = None,
                      implementation: str = "cudnn") -> Array:
   """The same attention as one `jax.nn.dot_product_attention` call; (B, Q, H, D) out.
 
@@ -138,6 +140,10 @@ def _fused_attention(query: Array, key: Array, value: Array, allowed: Array, *,
   `masked_rows=(r, ...)` promises that every other query row of `allowed` is all True (MMVID: only
   [ST1] and [VID] are restricted). The kernel then runs mask-free, padding excluded by sequence
   lengths alone, and those few rows are recomputed on the einsum path with their mask.
+  `valid_length=n` (with `masked_rows`) says the caller has already padded the keys to a
+  multiple of 64 (the trunk pads its sequence once at its entry, see `Trunk`): only the first n
+  keys are real, query rows the trunk padded attend them (finite rows, never read), and `allowed`
+  must already be padded (False at padded keys).
   `implementation="xla"` runs the same padding and masking with XLA's kernel (CPU tests).
   """
   q_len, kv_len = query.shape[1], key.shape[1]
@@ -145,12 +151,16 @@ def _fused_attention(query: Array, key: Array, value: Array, allowed: Array, *,
   pad = lambda x, n: jnp.pad(x.astype(query.dtype), ((0, 0), (0, n), (0, 0), (0, 0)))
   mask = jnp.asarray(allowed, bool)
   mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+  if valid_length is not None and (masked_rows is None or kv_pad):
+    raise ValueError(f"valid_length needs masked_rows and keys already padded to a multiple of "
+                     f"{FUSED_LENGTH_MULTIPLE}; got {kv_len} keys")
   if masked_rows is not None:
+    batch = query.shape[0]
+    kv_valid = kv_len if valid_length is None else valid_length
     lengths = {}
-    if q_pad or kv_pad:
-      batch = query.shape[0]
+    if q_pad or kv_pad or kv_valid < kv_len:
       lengths = dict(query_seq_lengths=jnp.full((batch,), q_len, jnp.int32),
-                     key_value_seq_lengths=jnp.full((batch,), kv_len, jnp.int32))
+                     key_value_seq_lengths=jnp.full((batch,), kv_valid, jnp.int32))
     out = jax.nn.dot_product_attention(pad(query, q_pad), pad(key, kv_pad), pad(value, kv_pad),
                                        implementation=implementation, **lengths)[:, :q_len]
     if not masked_rows:
@@ -209,6 +219,39 @@ def attention_path(attention: str, dtype: Any, head_dim: int, query_rows: int) -
   return "cudnn"
 
 
+class KeyValueProjection(nn.Module):
+  """x -> (key, value), each (..., heads, head_dim).
+
+  The parameters are exactly those of one `nn.DenseGeneral` to (2, heads, head_dim) (same names,
+  shapes, initialisation and logical axes, so checkpoints are unchanged), but key and value are
+  two products: each comes out contiguous, where slicing the halves of one (B, S, 2, H, D) product
+  costs a copy of each per layer, and a concatenation of their gradients in the backward pass.
+  """
+  num_heads: int
+  head_dim: int
+  dtype: Any = jnp.float32
+  init: str = "normal"  # dense_init scheme
+
+  @nn.compact
+  def __call__(self, x: Array) -> tuple[Array, Array]:
+    width = x.shape[-1]
+    features = (2, self.num_heads, self.head_dim)
+
+    def kernel_init(rng, shape, dtype=jnp.float32):
+      # DenseGeneral initialises the flattened (width, 2 * heads * head_dim) matrix (fan-in width).
+      flat = dense_init(self.init)(rng, (width, 2 * self.num_heads * self.head_dim), dtype)
+      return jnp.reshape(flat, shape)
+
+    kernel = self.param("kernel", nn.with_logical_partitioning(
+        kernel_init, ("embed", None, "heads", "kv")), (width,) + features, jnp.float32)
+    bias = self.param("bias", nn.with_logical_partitioning(
+        nn.initializers.zeros, (None, "heads", "kv")), features, jnp.float32)
+    x, kernel, bias = dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    project = lambda i: jax.lax.dot_general(
+        x, kernel[:, i], (((x.ndim - 1,), (0,)), ((), ()))) + bias[i]
+    return project(0), project(1)
+
+
 class Attention(nn.Module):
   """Multi-head attention; queries may be a subset of rows (`x_q`) of the key/value sequence."""
   num_heads: int
@@ -217,6 +260,8 @@ class Attention(nn.Module):
   # Query rows (of x_q) whose `allowed` row is not all True; None: unknown, any row may be masked.
   masked_rows: tuple[int, ...] | None = None
   init: str = "normal"  # dense_init scheme
+  # Rows from here on are padding the trunk appended for the fused kernel (see Trunk); None: none.
+  valid_length: int | None = None
 
   @nn.compact
   def __call__(self, x_q: Array, x_kv: Array, allowed: Array,
@@ -229,10 +274,8 @@ class Attention(nn.Module):
     query = nn.DenseGeneral((self.num_heads, head_dim), dtype=self.dtype, name="query",
                             kernel_init=kernel(("embed", "heads", "kv")),
                             bias_init=bias(("heads", "kv")))(x_q)
-    key_value = nn.DenseGeneral((2, self.num_heads, head_dim), dtype=self.dtype, name="key_value",
-                                kernel_init=kernel(("embed", None, "heads", "kv")),
-                                bias_init=bias((None, "heads", "kv")))(x_kv)
-    key, value = key_value[..., 0, :, :], key_value[..., 1, :, :]
+    key, value = KeyValueProjection(self.num_heads, head_dim, self.dtype, self.init,
+                                    name="key_value")(x_kv)
     if rotary_angles is not None:  # (query angles, key angles); the cache keeps rotated keys
       query = rotary_lib.rotate(query, rotary_angles[0])
       key = rotary_lib.rotate(key, rotary_angles[1] if cache is None
@@ -246,7 +289,8 @@ class Attention(nn.Module):
       key = jax.lax.dynamic_update_slice(cache[0], key.astype(cache[0].dtype), start)
       value = jax.lax.dynamic_update_slice(cache[1], value.astype(cache[1].dtype), start)
     if attention_path(self.attention, query.dtype, head_dim, query.shape[1]) == "cudnn":
-      out = _fused_attention(query, key, value, allowed, masked_rows=self.masked_rows)
+      out = _fused_attention(query, key, value, allowed, masked_rows=self.masked_rows,
+                             valid_length=self.valid_length)
     else:
       out = einsum_attention(query, key, value, allowed, self.dtype)
     out = checkpoint_name(out, "attention_out")
@@ -287,6 +331,7 @@ class Block(nn.Module):
   masked_rows: tuple[int, ...] | None = None  # see Attention; positions of the full sequence
   init: str = "normal"  # dense_init scheme
   rotary: rotary_lib.RotarySpec | None = None  # 3-D rotary encoding of the video (rotary.py)
+  valid_length: int | None = None  # see Attention
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache: KVCache | None = None,
@@ -308,7 +353,7 @@ class Block(nn.Module):
     else:
       normed_q = normed
     attended, kv = Attention(self.num_heads, self.dtype, self.attention, masked_rows,
-                             self.init, name="attention")(normed_q, normed, allowed, cache,
+                             self.init, self.valid_length, name="attention")(normed_q, normed, allowed, cache,
                                                           cache_index, angles)
     x = x + nn.Dropout(self.dropout)(attended, deterministic=deterministic)
     mlp = Mlp(self.mlp_dim, self.activation, self.dropout, self.dtype, self.init, name="mlp")(
@@ -331,12 +376,14 @@ class _ScanBlock(nn.Module):
   init: str = "normal"
   remat_policy: str = "full"
   rotary: rotary_lib.RotarySpec | None = None
+  valid_length: int | None = None
 
   @nn.compact
   def __call__(self, x, cache, allowed, cache_index, deterministic):
     block_cls = remat_block(Block, self.remat_policy, scanned=True) if self.remat else Block
     block = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
-                      self.attention, self.masked_rows, self.init, self.rotary, name="block")
+                      self.attention, self.masked_rows, self.init, self.rotary,
+                      self.valid_length, name="block")
     x, kv = block(x, allowed, cache, cache_index, deterministic, None)
     return x, (kv if self.return_kv else None)
 
@@ -349,6 +396,12 @@ class Trunk(nn.Module):
   `final_query_rows` (unscanned only) computes the last block only at those positions; with
   `split_passes=(P, F)` the rows are B samples x P passes (pass-minor) and only passes [F:] are
   pruned, so the result is a pair (full (B, F, S, d) or None, pruned (B, P-F, rows, d)).
+
+  Where every full-length attention call takes the fused kernel mask-free (`masked_rows` known,
+  the cuDNN path chosen, see `entry_padding`), the sequence is padded to a multiple of 64 once
+  here and sliced back at the end: the blocks then hand the kernel q, k, v and take its output
+  as they are, with no padding and slicing copies per layer (and their gradients). Padded rows
+  are never attended (the kernel's key lengths, False in `allowed`) and get no gradient.
   """
   depth: int
   num_heads: int
@@ -372,6 +425,14 @@ class Trunk(nn.Module):
                final_query_rows: tuple[int, ...] | None = None,
                split_passes: tuple[int, int] | None = None):
     keep_kv = return_kv or cache is not None
+    seq_len = x.shape[1]
+    padding = self.entry_padding(seq_len, x.shape[-1], keep_kv)
+    valid_length = None
+    if padding:
+      valid_length = seq_len
+      x = jnp.pad(x, ((0, 0), (0, padding), (0, 0)))
+      allowed = jnp.asarray(allowed, bool)
+      allowed = jnp.pad(allowed, ((0, 0),) * (allowed.ndim - 2) + ((0, padding), (0, padding)))
     if self.scan_layers:
       scanned = nn.scan(
           _ScanBlock, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
@@ -379,26 +440,42 @@ class Trunk(nn.Module):
           metadata_params={nn.PARTITION_NAME: "layers"})
       layers = scanned(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
                        self.remat, keep_kv, self.attention, self.masked_rows, self.init,
-                       self.remat_policy, self.rotary, name="layers")
+                       self.remat_policy, self.rotary, valid_length, name="layers")
       x, kv = layers(x, cache, allowed, cache_index, deterministic)
       if final_query_rows is not None:
-        x = x[:, jnp.asarray(final_query_rows)]
-      return x, kv
+        return x[:, jnp.asarray(final_query_rows)], kv
+      return x[:, :seq_len], kv
     block_cls = remat_block(Block, self.remat_policy, scanned=False) if self.remat else Block
     kvs = []
     for i in range(self.depth):
       block = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
                         self.attention, self.masked_rows, self.init, self.rotary,
-                        name=f"block_{i}")
+                        valid_length, name=f"block_{i}")
       last = i == self.depth - 1
       if last and split_passes is not None:
-        return self._split_last_block(block, x, allowed, deterministic, final_query_rows,
-                                      split_passes), None
+        full, pruned = self._split_last_block(block, x, allowed, deterministic, final_query_rows,
+                                              split_passes)
+        return (None if full is None else full[:, :, :seq_len], pruned), None
       rows = final_query_rows if last else None
       layer_cache = None if cache is None else cache[i]
       x, kv = block(x, allowed, layer_cache, cache_index, deterministic, rows)
       kvs.append(kv)
+    if final_query_rows is None:
+      x = x[:, :seq_len]
     return x, (tuple(kvs) if keep_kv else None)
+
+  def entry_padding(self, seq_len: int, width: int, keep_kv: bool) -> int:
+    """Rows to append at the entry (0: none; each attention call pads for itself if it must).
+
+    Only where the full-length calls take the fused kernel mask-free: `masked_rows` known (MMVID),
+    the cuDNN path chosen (`attention_path`). Not with a KV cache or `return_kv` (caches keep S
+    rows) nor with the rotary encoding (its angles are laid out for S positions).
+    """
+    padding = -seq_len % FUSED_LENGTH_MULTIPLE
+    if not padding or keep_kv or self.masked_rows is None or self.rotary is not None:
+      return 0
+    path = attention_path(self.attention, self.dtype, width // self.num_heads, seq_len)
+    return padding if path == "cudnn" else 0
 
   @staticmethod
   def _split_last_block(block, x, allowed, deterministic, rows, split_passes):
