@@ -3,6 +3,7 @@
     python benchmarks/transformer_mfu.py                            # MUGEN, bf16, batch 4
     python benchmarks/transformer_mfu.py --batch=8 --dtype=float32
     python benchmarks/transformer_mfu.py --variant=tiny --steps=1   # CPU smoke run
+    python benchmarks/transformer_mfu.py --variant=gpu --batch=8 --attention=cudnn  # mugen.py:gpu
 
 The step is the MMVID training step of `configs/mugen.py` (12 x 768, 4096 video + 67 condition
 tokens, MSM + REL + VID: 3 trunk passes per sample, remat, scanned layers) with the frozen
@@ -124,7 +125,8 @@ def print_block_residuals(model, layout: Layout):
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--variant", choices=("default", "tiny"), default="default")
+  parser.add_argument("--variant", choices=("default", "tiny", "gpu"), default="default",
+                      help="configs/mugen.py variant (gpu: unrolled, no remat)")
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
   parser.add_argument("--negatives", choices=("all", "split"), default="all")
@@ -198,7 +200,7 @@ def main():
     tr.remat_policy = args.remat_policy
   image_size = int(data.image_size)
   patch = int(config.tokenizer.downsample_factor)
-  levels = 10 if args.variant == "default" else 5  # 1000 (or 125) codes
+  levels = 5 if args.variant == "tiny" else 10  # 125 (or 1000) codes
   tokenizer = PseudoTokenizer(image_size=image_size, patch_size=patch, levels=levels)
   layout = Layout(tokenizer.codebook_size, int(data.sentencepiece_vocab_size),
                   int(data.text_seq_len), int(data.num_frames), tokenizer.latent_size,

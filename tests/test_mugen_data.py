@@ -182,6 +182,16 @@ def test_config_sections_match_shapes():
   assert mugen_cfg.tokenizer.latent_size == 16 and mugen_cfg.data.num_frames == 16
 
 
+def test_gpu_variant_changes_only_how_the_model_trains():
+  default, gpu = _config("default"), _config("gpu")
+  changed = {key for key in default.transformer.keys()
+             if default.transformer[key] != gpu.transformer[key]}
+  assert changed == {"compute_dtype", "remat", "scan_layers", "batch_size"}
+  assert gpu.transformer.compute_dtype == "bfloat16" and not gpu.transformer.remat
+  for section in ("data", "tokenizer", "sample", "evaluate", "mesh"):
+    assert default[section].to_dict() == gpu[section].to_dict(), section
+
+
 def test_config_validates_with_the_fixture_and_stops_without_data(tree):
   configuration.validate(_config(manual_dir=tree["manual_dir"], asset_dir=tree["asset_dir"]))
   configuration.validate(_config("default", manual_dir=tree["manual_dir"],

@@ -158,6 +158,29 @@ def test_entry_padding_rule(monkeypatch):
   assert pad(trunk.clone(rotary=spec)) == 0  # angles laid out for S positions
 
 
+def test_padded_mask_values_and_no_mask_pad_in_the_program(fused_on_cpu):
+  allowed = LAYOUT.attention_allowed()
+  padded = np.asarray(layers._pad_mask(allowed, 3))  # pylint: disable=protected-access
+  traced = np.asarray(jax.jit(lambda a: layers._pad_mask(a, 3))(allowed))  # pylint: disable=protected-access
+  for mask in (padded, traced):
+    np.testing.assert_array_equal(mask[:LAYOUT.seq_len, :LAYOUT.seq_len], allowed)
+    assert not mask[LAYOUT.seq_len:].any() and not mask[:, LAYOUT.seq_len:].any()
+  # The model hands the trunk its numpy mask: no boolean pad for XLA to constant-fold (at
+  # S = 4163 that took over a second per compile).
+  model = MMVIDTransformer(LAYOUT, attention="cudnn", **DIMS)
+  text, controls = jnp.ones((2, 5), jnp.int32), jnp.zeros((2, 1, 2, 2), jnp.int32)
+  video = jnp.zeros((2, LAYOUT.video_len), jnp.int32)
+  variables = model.init(jax.random.key(0), text, controls, video,
+                         method=MMVIDTransformer.tokens_to_logits)
+  hlo = jax.jit(lambda v: model.apply(v, text, controls, video,
+                                      method=MMVIDTransformer.tokens_to_logits)).lower(
+                                          variables).as_text()
+  assert fused_on_cpu and set(fused_on_cpu.valid_length) == {LAYOUT.seq_len}
+  pads = [line for line in hlo.splitlines() if "stablehlo.pad" in line]
+  assert pads  # the hidden states are padded...
+  assert not [line for line in pads if "i1>" in line]  # ...not the mask
+
+
 @pytest.mark.parametrize("init", layers.DENSE_INITS)
 def test_key_value_projection_is_the_dense_general_it_replaces(init):
   # Same parameter names, shapes, logical axes and initial values as one DenseGeneral to

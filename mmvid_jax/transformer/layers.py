@@ -21,6 +21,7 @@ from flax import linen as nn
 from flax.linen import dtypes
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jax.ad_checkpoint import checkpoint_name
 
@@ -388,6 +389,16 @@ class _ScanBlock(nn.Module):
     return x, (kv if self.return_kv else None)
 
 
+def _pad_mask(allowed, padding: int) -> Array:
+  """`allowed` with `padding` False rows and key columns appended. A numpy mask (MMVID's layout
+  mask) is padded in numpy: XLA would constant-fold a 4224 x 4224 pad for over a second per
+  compile, and log that as an error."""
+  widths = ((0, 0),) * (jnp.ndim(allowed) - 2) + ((0, padding), (0, padding))
+  if isinstance(allowed, jax.core.Tracer):
+    return jnp.pad(jnp.asarray(allowed, bool), widths)
+  return jnp.asarray(np.pad(np.asarray(allowed, bool), widths))
+
+
 class Trunk(nn.Module):
   """`depth` blocks, optionally scanned (params stacked on a `layers` axis) and rematerialised.
 
@@ -431,8 +442,8 @@ class Trunk(nn.Module):
     if padding:
       valid_length = seq_len
       x = jnp.pad(x, ((0, 0), (0, padding), (0, 0)))
-      allowed = jnp.asarray(allowed, bool)
-      allowed = jnp.pad(allowed, ((0, 0),) * (allowed.ndim - 2) + ((0, padding), (0, padding)))
+      allowed = _pad_mask(allowed, padding)
+    allowed = jnp.asarray(allowed)
     if self.scan_layers:
       scanned = nn.scan(
           _ScanBlock, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},

@@ -129,7 +129,7 @@ class MMVIDTransformer(nn.Module):
       summary = self.text_summary_proj(text.astype(self.dtype))
       video = video.at[:, 2:].add(summary[:, None].astype(video.dtype))  # not [ST1], [VID]
     x = jnp.concatenate([condition, video], axis=1)
-    allowed = jnp.asarray(layout.attention_allowed())
+    allowed = layout.attention_allowed()  # numpy: the trunk pads it without constant folding
     vocab_passes = passes if vocab_passes is None else vocab_passes
     if prune_last_layer and vocab_passes < passes and not self.scan_layers:
       # Passes without the video head need the last block only at [REL] and [VID].
