@@ -26,10 +26,9 @@ rows recomputed (`--mask=none` drops that recomputation: a diagnostic of its cos
 what a rematerialised block keeps (`layers.remat_policy`), `--residuals` prints that list for the
 real block, `--prevent_cse=on` restores the CSE barriers inside the scan; `--entry_pad=off`
 restores the fused kernel's per-layer padding of q, k, v (the trunk otherwise pads its sequence
-once, `Trunk.entry_padding`) and `--kv=interleaved` the one (B, S, 2, H, D) key/value product
-that each layer sliced (`layers.KeyValueProjection`). Several variants in one
-lease: `benchmarks/transformer_mfu_sweep.sh`. `--profile=DIR` traces
-3 more steps and prints where the device time goes (per kernel and per XLA op, ms per step).
+once, `Trunk.entry_padding`). Several variants in one lease:
+`benchmarks/transformer_mfu_sweep.sh`. `--profile=DIR` traces 3 more steps and prints where the
+device time goes (per kernel and per XLA op, ms per step).
 Imports only JAX, Flax, optax and ml_collections (no TensorFlow), so it runs on a bare GPU box.
 """
 
@@ -38,7 +37,6 @@ import importlib.util
 import os
 import sys
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -83,20 +81,6 @@ def model_flops_per_step(layout: Layout, width: int, depth: int, mlp_dim: int, b
     trunk = passes * depth * layer
   head = vocab_passes * 2 * layout.video_len * width * layout.codebook_size
   return 3.0 * batch * (trunk + head)
-
-
-class _InterleavedKeyValue(nn.Module):
-  """The earlier key/value projection: one (B, S, 2, H, D) product, then each half sliced."""
-  num_heads: int
-  head_dim: int
-  dtype: Any = jnp.float32
-  init: str = "normal"
-
-  @nn.compact
-  def __call__(self, x):
-    both = nn.DenseGeneral((2, self.num_heads, self.head_dim), dtype=self.dtype, name="dense",
-                           kernel_init=layers.dense_init(self.init))(x)
-    return both[..., 0, :, :], both[..., 1, :, :]
 
 
 class _OneBlock(nn.Module):
@@ -163,9 +147,6 @@ def main():
                       help="on: the trunk pads its sequence to a multiple of 64 once (the "
                            "model's); off: every fused attention call pads q, k, v and slices "
                            "its output (before)")
-  parser.add_argument("--kv", choices=("split", "interleaved"), default="split",
-                      help="split: key and value as two products (the model's); interleaved: one "
-                           "(B, S, 2, H, D) product sliced per layer (before)")
   parser.add_argument("--num_heads", type=int, default=0,
                       help="attention heads (0: the config's; head dim = width / heads)")
   parser.add_argument("--profile", default="",
@@ -180,8 +161,6 @@ def main():
     Layout.masked_attention_rows = lambda self: ()
   if args.entry_pad == "off":
     layers.Trunk.entry_padding = lambda self, seq_len, width, keep_kv: 0
-  if args.kv == "interleaved":
-    layers.KeyValueProjection = _InterleavedKeyValue
   if args.attention == "cudnn" and jax.default_backend() != "gpu":
     parser.error(f"--attention=cudnn needs a CUDA GPU; this machine's backend is "
                  f"{jax.default_backend()} (the model would fall back to einsum)")
@@ -254,7 +233,7 @@ def main():
         f"S={layout.seq_len}, batch {args.batch}, {passes} passes/sample, dtype {args.dtype}, "
         f"remat={bool(tr.remat)}, scan={bool(tr.scan_layers)}, {tr.num_heads} heads of "
         f"{tr.width // tr.num_heads}, attention {args.attention} "
-        f"(mask {args.mask}, pad {args.fused_pad}, entry pad {args.entry_pad}, kv {args.kv}); "
+        f"(mask {args.mask}, pad {args.fused_pad}, entry pad {args.entry_pad}); "
         f"compile {compile_s:.1f} s")
   print(f"step {seconds * 1e3:.1f} ms (median of {args.steps}; min {min(times) * 1e3:.1f} ms) | "
         f"{args.batch * layout.seq_len / seconds:,.0f} tokens/s (B*S) | "

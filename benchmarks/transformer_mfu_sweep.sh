@@ -5,8 +5,8 @@
 #   bash benchmarks/transformer_mfu_sweep.sh [LOG_DIR] [PER_VARIANT_SECONDS] [SWEEP]
 #
 # SWEEP names the list of variants (docs/performance.md has each one's results): "remat" (the
-# default) the remat policies; "padding" the trunk's one-time padding and split key/value
-# products against the per-layer padding before, at the fastest setting (unrolled, no remat),
+# default) the remat policies; "padding" the trunk's one-time padding against the per-layer
+# padding before, at the fastest setting (unrolled, no remat),
 # and what the [ST1]/[VID] row recomputation costs (--mask=none, a diagnostic, not MMVID).
 # Each line of VARIANTS is a name, optional environment settings (NAME=value, e.g. XLA_FLAGS=...)
 # and the arguments for benchmarks/transformer_mfu.py; the one with --profile also gets its
@@ -25,7 +25,7 @@ python=${PYTHON:-python3}
 common=${MFU_COMMON:-"--attention=cudnn --steps=6 --warmup=2"}
 profile_dir="$log_dir/trace"
 fastest="--scan=off --remat=off"
-before="--entry_pad=off --kv=interleaved"
+before="--entry_pad=off"
 case $sweep in
   remat) VARIANTS=(
     "b4_full_cse        --batch=4 --remat_policy=full --prevent_cse=on --residuals"
@@ -42,7 +42,6 @@ case $sweep in
     "b8_before          --batch=8 $fastest $before"
     "b6_now             --batch=6 $fastest"
     "b10_now            --batch=10 $fastest"
-    "b8_entry_pad_only  --batch=8 $fastest --kv=interleaved"
     "b4_config_now      --batch=4"
     "b4_config_before   --batch=4 $before"
     "b8_no_row_fixup    --batch=8 $fastest --mask=none"

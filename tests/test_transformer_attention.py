@@ -181,32 +181,6 @@ def test_padded_mask_values_and_no_mask_pad_in_the_program(fused_on_cpu):
   assert not [line for line in pads if "i1>" in line]  # ...not the mask
 
 
-@pytest.mark.parametrize("init", layers.DENSE_INITS)
-def test_key_value_projection_is_the_dense_general_it_replaces(init):
-  # Same parameter names, shapes, logical axes and initial values as one DenseGeneral to
-  # (2, heads, head_dim) (checkpoints unchanged), and the same keys and values.
-  x = jax.random.normal(jax.random.key(1), (2, 7, 32))
-  dense = nn.DenseGeneral((2, 4, 8), kernel_init=nn.with_logical_partitioning(
-      layers.dense_init(init), ("embed", None, "heads", "kv")),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None, "heads", "kv")))
-  split = layers.KeyValueProjection(4, 8, init=init)
-  dense_vars = dense.init(jax.random.key(0), x)
-  split_vars = nn.Module.init(split, jax.random.key(0), x)  # its `init` field shadows .init
-  assert jax.tree.structure(dense_vars) == jax.tree.structure(split_vars)
-  for a, b in zip(jax.tree.leaves(dense_vars, is_leaf=lambda v: isinstance(v, nn.Partitioned)),
-                  jax.tree.leaves(split_vars, is_leaf=lambda v: isinstance(v, nn.Partitioned))):
-    assert a.names == b.names
-    np.testing.assert_array_equal(a.value, b.value)
-  params = nn.unbox(dense_vars)
-  params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), params)
-  whole = dense.apply(params, x)
-  key, value = split.apply(params, x)
-  np.testing.assert_allclose(key, whole[..., 0, :, :], atol=1e-5)
-  np.testing.assert_allclose(value, whole[..., 1, :, :], atol=1e-5)
-  key16, _ = split.clone(dtype=jnp.bfloat16).apply(params, x)
-  assert key16.dtype == jnp.bfloat16
-
-
 @pytest.mark.parametrize("mask_shape", [(2, 1), (1, 2)])
 def test_full_sequence_with_a_per_batch_or_per_head_mask(mask_shape):
   s = LAYOUT.seq_len

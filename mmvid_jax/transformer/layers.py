@@ -18,7 +18,6 @@ from typing import Any
 
 from absl import logging
 from flax import linen as nn
-from flax.linen import dtypes
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -220,39 +219,6 @@ def attention_path(attention: str, dtype: Any, head_dim: int, query_rows: int) -
   return "cudnn"
 
 
-class KeyValueProjection(nn.Module):
-  """x -> (key, value), each (..., heads, head_dim).
-
-  The parameters are exactly those of one `nn.DenseGeneral` to (2, heads, head_dim) (same names,
-  shapes, initialisation and logical axes, so checkpoints are unchanged), but key and value are
-  two products: each comes out contiguous, where slicing the halves of one (B, S, 2, H, D) product
-  costs a copy of each per layer, and a concatenation of their gradients in the backward pass.
-  """
-  num_heads: int
-  head_dim: int
-  dtype: Any = jnp.float32
-  init: str = "normal"  # dense_init scheme
-
-  @nn.compact
-  def __call__(self, x: Array) -> tuple[Array, Array]:
-    width = x.shape[-1]
-    features = (2, self.num_heads, self.head_dim)
-
-    def kernel_init(rng, shape, dtype=jnp.float32):
-      # DenseGeneral initialises the flattened (width, 2 * heads * head_dim) matrix (fan-in width).
-      flat = dense_init(self.init)(rng, (width, 2 * self.num_heads * self.head_dim), dtype)
-      return jnp.reshape(flat, shape)
-
-    kernel = self.param("kernel", nn.with_logical_partitioning(
-        kernel_init, ("embed", None, "heads", "kv")), (width,) + features, jnp.float32)
-    bias = self.param("bias", nn.with_logical_partitioning(
-        nn.initializers.zeros, (None, "heads", "kv")), features, jnp.float32)
-    x, kernel, bias = dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    project = lambda i: jax.lax.dot_general(
-        x, kernel[:, i], (((x.ndim - 1,), (0,)), ((), ()))) + bias[i]
-    return project(0), project(1)
-
-
 class Attention(nn.Module):
   """Multi-head attention; queries may be a subset of rows (`x_q`) of the key/value sequence."""
   num_heads: int
@@ -275,8 +241,10 @@ class Attention(nn.Module):
     query = nn.DenseGeneral((self.num_heads, head_dim), dtype=self.dtype, name="query",
                             kernel_init=kernel(("embed", "heads", "kv")),
                             bias_init=bias(("heads", "kv")))(x_q)
-    key, value = KeyValueProjection(self.num_heads, head_dim, self.dtype, self.init,
-                                    name="key_value")(x_kv)
+    key_value = nn.DenseGeneral((2, self.num_heads, head_dim), dtype=self.dtype, name="key_value",
+                                kernel_init=kernel(("embed", None, "heads", "kv")),
+                                bias_init=bias((None, "heads", "kv")))(x_kv)
+    key, value = key_value[..., 0, :, :], key_value[..., 1, :, :]
     if rotary_angles is not None:  # (query angles, key angles); the cache keeps rotated keys
       query = rotary_lib.rotate(query, rotary_angles[0])
       key = rotary_lib.rotate(key, rotary_angles[1] if cache is None
@@ -353,9 +321,9 @@ class Block(nn.Module):
         masked_rows = tuple(i for i, row in enumerate(query_rows) if row in masked_rows)
     else:
       normed_q = normed
-    attended, kv = Attention(self.num_heads, self.dtype, self.attention, masked_rows,
-                             self.init, self.valid_length, name="attention")(normed_q, normed, allowed, cache,
-                                                          cache_index, angles)
+    attend = Attention(self.num_heads, self.dtype, self.attention, masked_rows, self.init,
+                       self.valid_length, name="attention")
+    attended, kv = attend(normed_q, normed, allowed, cache, cache_index, angles)
     x = x + nn.Dropout(self.dropout)(attended, deterministic=deterministic)
     mlp = Mlp(self.mlp_dim, self.activation, self.dropout, self.dtype, self.init, name="mlp")(
         layer_norm("ln2")(x).astype(self.dtype), deterministic)
