@@ -160,8 +160,9 @@ def test_entry_padding_rule(monkeypatch):
 
 def test_padded_mask_values_and_no_mask_pad_in_the_program(fused_on_cpu):
   allowed = LAYOUT.attention_allowed()
-  padded = np.asarray(layers._pad_mask(allowed, 3))  # pylint: disable=protected-access
-  traced = np.asarray(jax.jit(lambda a: layers._pad_mask(a, 3))(allowed))  # pylint: disable=protected-access
+  pad_mask = layers._pad_mask  # pylint: disable=protected-access
+  padded = np.asarray(pad_mask(allowed, 3))
+  traced = np.asarray(jax.jit(lambda a: pad_mask(a, 3))(allowed))
   for mask in (padded, traced):
     np.testing.assert_array_equal(mask[:LAYOUT.seq_len, :LAYOUT.seq_len], allowed)
     assert not mask[LAYOUT.seq_len:].any() and not mask[:, LAYOUT.seq_len:].any()
