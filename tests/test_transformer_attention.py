@@ -371,3 +371,120 @@ def test_config_key_is_threaded_and_checked():
   config.transformer.attention = "flash"
   with pytest.raises(ConfigError, match="config.transformer.attention: unknown value 'flash'"):
     configuration.validate(config, num_devices=1)
+
+
+# The einsum path's hand-written gradient and its chunked CPU form (layers.einsum_attention).
+
+def autodiff_attention(q, k, v, allowed):
+  """The attention written plainly, differentiated by JAX: the reference for the hand-written
+  backward passes."""
+  scores = jnp.einsum("bqhd,bkhd->bhqk", q * q.shape[-1] ** -0.5, k)
+  weights = jax.nn.softmax(jnp.where(allowed, scores, layers.NEG_INF), axis=-1)
+  return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+
+
+def assert_matches_autodiff(q, k, v, allowed, fn=einsum):
+  out, grads = output_and_grads(fn, q, k, v, allowed)
+  ref_out, ref_grads = output_and_grads(autodiff_attention, q, k, v, allowed)
+  np.testing.assert_allclose(out, ref_out, atol=ATOL)
+  for name, a, b in zip("qkv", grads, ref_grads):
+    scale = float(jnp.abs(b).max())
+    assert scale > 0, name
+    np.testing.assert_allclose(a, b, atol=ATOL * scale, err_msg=f"d{name}")
+
+
+def mmvid_allowed(q_rows=None):
+  allowed = jnp.asarray(LAYOUT.attention_allowed())
+  return allowed if q_rows is None else allowed[q_rows]
+
+
+@pytest.mark.parametrize("case", ["shared", "per_batch", "row_subset", "fully_masked_row"])
+def test_hand_written_gradient_equals_autodiff(case):
+  s = LAYOUT.seq_len
+  q, k, v = qkv(batch=3)
+  allowed = mmvid_allowed()
+  if case == "per_batch":
+    allowed = jax.random.bernoulli(jax.random.key(4), 0.5, (3, 1, s, s)) | jnp.eye(s, dtype=bool)
+  elif case == "row_subset":
+    rows = jnp.asarray([LAYOUT.rel_index, LAYOUT.vid_index, s - 1])
+    q, allowed = q[:, rows], allowed[rows]
+  elif case == "fully_masked_row":  # a row that sees nothing attends uniformly, like softmax
+    allowed = allowed.at[3].set(False)
+  assert_matches_autodiff(q, k, v, allowed)
+
+
+def test_pairs_per_chunk_rule(monkeypatch):
+  monkeypatch.setattr(layers, "CHUNK_SCORE_BYTES", 4 * 100 * 100 * 3)  # 3 pairs of 100 x 100
+  assert layers._pairs_per_chunk(12, 100, 100) == 3  # pylint: disable=protected-access
+  assert layers._pairs_per_chunk(8, 100, 100) == 2  # the largest divisor of 8 within 3
+  assert layers._pairs_per_chunk(7, 100, 100) == 1
+  assert layers._pairs_per_chunk(3, 100, 100) == 3  # all pairs fit: no loop
+  assert layers._pairs_per_chunk(4, 400, 400) == 1  # one pair is over the budget: one at a time
+
+
+def lowered_text(fn, q, k, v, allowed):
+  return jax.jit(lambda *x: jax.grad(lambda *y: jnp.sum(fn(*y, allowed)), argnums=(0, 1, 2))(*x)
+                 ).lower(q, k, v).as_text()
+
+
+@pytest.mark.parametrize("pairs_per_step", [1, 2, 3])
+def test_chunked_cpu_attention_equals_autodiff(monkeypatch, pairs_per_step):
+  s = LAYOUT.seq_len
+  monkeypatch.setattr(layers, "CHUNK_SCORE_BYTES", 4 * s * s * pairs_per_step)
+  q, k, v = qkv(batch=3)  # 6 (sample, head) pairs
+  allowed = mmvid_allowed()
+  assert "while" in lowered_text(einsum, q, k, v, allowed)  # the chunked path, as a loop
+  assert_matches_autodiff(q, k, v, allowed)
+  # Per-sample masks and short query sets keep the loop-free path.
+  per_batch = jnp.broadcast_to(allowed, (3, 1, s, s))
+  assert "while" not in lowered_text(einsum, q, k, v, per_batch)
+  assert_matches_autodiff(q, k, v, per_batch)
+  with layers.unchunked_attention():
+    assert "while" not in lowered_text(einsum, q, k, v, allowed)
+  assert "while" in lowered_text(einsum, q, k, v, allowed)  # restored on exit
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_bf16_attention_close_to_fp32(monkeypatch, chunked):
+  if chunked:
+    monkeypatch.setattr(layers, "CHUNK_SCORE_BYTES", 4 * LAYOUT.seq_len ** 2)
+  q, k, v = qkv()
+  allowed = mmvid_allowed()
+  bf16 = lambda *x: layers.einsum_attention(*(y.astype(jnp.bfloat16) for y in x[:3]), x[3],
+                                            jnp.bfloat16)
+  out, grads = output_and_grads(bf16, q, k, v, allowed)
+  ref_out, ref_grads = output_and_grads(autodiff_attention, q, k, v, allowed)
+  assert out.dtype == jnp.bfloat16 and all(g.dtype == jnp.float32 for g in grads)
+  np.testing.assert_allclose(out.astype(jnp.float32), ref_out, atol=3e-2)
+  for a, b in zip(grads, ref_grads):
+    np.testing.assert_allclose(a, b, atol=3e-2 * float(jnp.abs(b).max()))
+
+
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_mmvid_model_chunked_equals_unchunked(monkeypatch, scan_layers):
+  # The training loss (all 3 passes, pruned last block) and its gradients, with the chunked CPU
+  # attention one pair at a time against the loop-free path.
+  rng = np.random.default_rng(0)
+  text = jnp.asarray(rng.integers(1, 10, (2, 5)))
+  controls = jnp.asarray(rng.integers(0, 17, (2, 1, 2, 2)))
+  video = jnp.asarray(rng.integers(0, 17, (2, 3, LAYOUT.video_len)))
+  model = MMVIDTransformer(LAYOUT, attention="xla", **dict(DIMS, scan_layers=scan_layers))
+  params = nn.unbox(model.init(jax.random.key(0), text, controls, video[:, 0],
+                               method=MMVIDTransformer.tokens_to_logits)["params"])
+
+  def loss(p):
+    cond = model.apply({"params": p}, text, controls, method=MMVIDTransformer.embed_condition)
+    cond = jnp.stack([cond, cond[::-1], cond], 1)
+    logits, rel, vid = model.apply({"params": p}, cond, video, vocab_passes=1,
+                                   prune_last_layer=not scan_layers)
+    return jnp.mean(logits ** 2) + jnp.sum(rel) + jnp.sum(vid ** 2)
+
+  monkeypatch.setattr(layers, "CHUNK_SCORE_BYTES", 4 * LAYOUT.seq_len ** 2)
+  chunked_fn = jax.jit(jax.value_and_grad(loss))
+  assert "while" in chunked_fn.lower(params).as_text()
+  value_c, grads_c = chunked_fn(params)
+  with layers.unchunked_attention():
+    value_u, grads_u = jax.jit(jax.value_and_grad(lambda p: loss(p)))(params)
+  np.testing.assert_allclose(value_c, value_u, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(grads_c), jax.tree.leaves(grads_u)):
+    np.testing.assert_allclose(a, b, atol=ATOL * max(float(jnp.abs(b).max()), 1.0))

@@ -14,6 +14,7 @@ on a CUDA GPU when the call allows it (bf16/fp16, supported head dim, >= 64 quer
 einsum path otherwise. See `attention_path` for the per-call rule and its fallbacks.
 """
 
+import contextlib
 from typing import Any
 
 from absl import logging
@@ -116,13 +117,142 @@ def layer_norm(name: str) -> nn.LayerNorm:
 
 def einsum_attention(query: Array, key: Array, value: Array, allowed: Array,
                      dtype: Any) -> Array:
-  """softmax(q k^T / sqrt(d) masked by `allowed`) v with fp32 scores; (B, Q, H, D) out."""
-  head_dim = query.shape[-1]
-  scores = jnp.einsum("bqhd,bkhd->bhqk", query * (head_dim ** -0.5), key,
+  """softmax(q k^T / sqrt(d) masked by `allowed`) v with fp32 scores; (B, Q, H, D) out.
+
+  The gradient is written by hand: the softmax's row term of the backward pass comes from
+  dO . O (B x Q x H numbers), as in flash attention, instead of one more pass over the S x S
+  probabilities. On CPU, when the score tensors outgrow the caches, the attention runs over a
+  few (sample, head) pairs at a time and the backward pass recomputes their probabilities from
+  the saved log-sum-exp: the S x S tensors then stay in cache instead of streaming through
+  memory, which bounds XLA:CPU's attention (docs/performance.md, "CPU attention"). Elsewhere
+  the probabilities are kept for the backward pass.
+  """
+  allowed = jnp.asarray(allowed, bool)
+  allowed = allowed.reshape((1,) * (4 - allowed.ndim) + allowed.shape)
+  batch, q_len, heads, _ = query.shape
+  pairs = batch * heads
+  chunk = _pairs_per_chunk(pairs, q_len, key.shape[1])
+  if (chunk < pairs and allowed.shape[:2] == (1, 1) and jax.default_backend() == "cpu"
+      and _CHUNKING[0]):
+    return _chunked_attention(query, key, value, allowed[0, 0], jnp.dtype(dtype), chunk)
+  return _einsum_attention(query, key, value, allowed, jnp.dtype(dtype))
+
+
+# (sample, head) pairs per step of the chunked CPU attention: their fp32 score blocks fill about
+# this many bytes, so with the probabilities and their gradient they stay within the two cores'
+# L2 caches (at S = 535, 2-4 pairs ran fastest; docs/performance.md).
+CHUNK_SCORE_BYTES = 5_000_000
+
+
+_CHUNKING = [True]
+
+
+@contextlib.contextmanager
+def unchunked_attention():
+  """Traces inside use the loop-free attention. For counting a program's FLOPs: XLA's cost
+  analysis counts a loop's body once, and the chunked backward pass recomputes the scores."""
+  _CHUNKING[0] = False
+  try:
+    yield
+  finally:
+    _CHUNKING[0] = True
+
+
+def _pairs_per_chunk(pairs: int, q_len: int, kv_len: int) -> int:
+  target = max(1, CHUNK_SCORE_BYTES // (4 * q_len * kv_len))
+  if target >= pairs:
+    return pairs
+  return max(d for d in range(1, target + 1) if pairs % d == 0)
+
+
+def _masked_scores(query: Array, key: Array, allowed: Array, spec: str) -> Array:
+  scores = jnp.einsum(spec, query * (query.shape[-1] ** -0.5), key,
                       preferred_element_type=jnp.float32)
-  scores = jnp.where(allowed, scores, NEG_INF)
-  weights = jax.nn.softmax(scores, axis=-1).astype(dtype)
-  return jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+  return jnp.where(allowed, scores, NEG_INF)
+
+
+def _scores_gradient(probs: Array, d_probs: Array, d_out: Array, out: Array, allowed: Array,
+                     row_axis_spec: str) -> Array:
+  """d scores of a softmax: p * (dp - sum_k p_k dp_k), the sum taken as dO . O (no S x S pass).
+  Masked scores get none (a row with no allowed key has uniform p, yet its scores are constants)."""
+  row_term = jnp.einsum(row_axis_spec, d_out.astype(jnp.float32), out.astype(jnp.float32))
+  return jnp.where(allowed, probs.astype(jnp.float32) * (d_probs - row_term[..., None]), 0.0)
+
+
+def _einsum_attention_fwd(query, key, value, allowed, dtype):
+  scores = _masked_scores(query, key, allowed, "bqhd,bkhd->bhqk")
+  probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
+  out = jnp.einsum("bhqk,bkhd->bqhd", probs, value)
+  return out, (query, key, value, allowed, probs, out)
+
+
+def _einsum_attention_bwd(dtype, residuals, d_out):
+  del dtype
+  query, key, value, allowed, probs, out = residuals
+  scale = query.shape[-1] ** -0.5
+  d_value = jnp.einsum("bhqk,bqhd->bkhd", probs, d_out.astype(probs.dtype))
+  d_probs = jnp.einsum("bqhd,bkhd->bhqk", d_out, value, preferred_element_type=jnp.float32)
+  d_scores = _scores_gradient(probs, d_probs, d_out, out, allowed, "bqhd,bqhd->bhq").astype(query.dtype)
+  d_query = jnp.einsum("bhqk,bkhd->bqhd", d_scores, key) * scale
+  d_key = jnp.einsum("bhqk,bqhd->bkhd", d_scores, query) * scale
+  return (d_query.astype(query.dtype), d_key.astype(key.dtype), d_value.astype(value.dtype),
+          np.zeros(allowed.shape, jax.dtypes.float0))
+
+
+_einsum_attention = jax.custom_vjp(
+    lambda q, k, v, allowed, dtype: _einsum_attention_fwd(q, k, v, allowed, dtype)[0],
+    nondiff_argnums=(4,))
+_einsum_attention.defvjp(_einsum_attention_fwd, _einsum_attention_bwd)
+
+
+def _to_chunks(x: Array, chunk: int) -> Array:
+  """(B, S, H, D) -> (B*H/chunk, chunk, S, D): (sample, head) pairs, `chunk` per loop step."""
+  batch, length, heads, dim = x.shape
+  return jnp.transpose(x, (0, 2, 1, 3)).reshape(batch * heads // chunk, chunk, length, dim)
+
+
+def _from_chunks(x: Array, like: Array) -> Array:
+  batch, length, heads, dim = like.shape
+  return jnp.transpose(x.reshape(batch, heads, length, dim), (0, 2, 1, 3)).astype(like.dtype)
+
+
+def _chunked_attention_fwd(query, key, value, allowed, dtype, chunk):
+  def step(inputs):
+    q, k, v = inputs
+    scores = _masked_scores(q, k, allowed, "cqd,ckd->cqk")
+    top = jnp.max(scores, axis=-1, keepdims=True)
+    exps = jnp.exp(scores - top)
+    total = jnp.sum(exps, axis=-1, keepdims=True)
+    out = jnp.einsum("cqk,ckd->cqd", (exps / total).astype(dtype), v)
+    return out, (top + jnp.log(total))[..., 0]
+  chunks = tuple(_to_chunks(x, chunk) for x in (query, key, value))
+  out, log_sum_exp = jax.lax.map(step, chunks)
+  return _from_chunks(out, query), (query, key, value, out, log_sum_exp, allowed)
+
+
+def _chunked_attention_bwd(dtype, chunk, residuals, d_out):
+  query, key, value, out, log_sum_exp, allowed = residuals
+  scale = query.shape[-1] ** -0.5
+  def step(inputs):
+    q, k, v, o, lse, d_o = inputs
+    probs = jnp.exp(_masked_scores(q, k, allowed, "cqd,ckd->cqk") - lse[..., None])
+    d_value = jnp.einsum("cqk,cqd->ckd", probs.astype(dtype), d_o.astype(dtype))
+    d_probs = jnp.einsum("cqd,ckd->cqk", d_o, v, preferred_element_type=jnp.float32)
+    d_scores = _scores_gradient(probs, d_probs, d_o, o, allowed, "cqd,cqd->cq").astype(q.dtype)
+    d_query = jnp.einsum("cqk,ckd->cqd", d_scores, k) * scale
+    d_key = jnp.einsum("cqk,cqd->ckd", d_scores, q) * scale
+    return d_query, d_key, d_value
+  chunks = tuple(_to_chunks(x, chunk) for x in (query, key, value))
+  grads = jax.lax.map(step, (*chunks, out, log_sum_exp, _to_chunks(d_out, chunk)))
+  return (*(_from_chunks(g, x) for g, x in zip(grads, (query, key, value))),
+          np.zeros(allowed.shape, jax.dtypes.float0))
+
+
+_chunked_attention = jax.custom_vjp(
+    lambda q, k, v, allowed, dtype, chunk: _chunked_attention_fwd(q, k, v, allowed, dtype,
+                                                                  chunk)[0],
+    nondiff_argnums=(4, 5))
+_chunked_attention.defvjp(_chunked_attention_fwd, _chunked_attention_bwd)
 
 
 def _fused_attention(query: Array, key: Array, value: Array, allowed: Array, *,
