@@ -4,11 +4,14 @@
     python benchmarks/attention_cpu.py --heads=1 --head_dim=128
     python benchmarks/attention_cpu.py --batch=6 --seq=565 --heads=12 --head_dim=64   # MM-Vox
 
-Times, for one layer, forward + backward of the project's attention (`layers.einsum_attention`,
-with MMVID's [ST1]/[VID] mask) and the same with the softmax replaced by the identity, and the
-rate of each of the attention's matmuls on its own, next to the dense 1130x768x3072 product the
-other benchmarks use as the machine's reference. The default batch is the Shapes default's
-training step: 8 samples x 2 passes (`negatives="split"`). Best of `--repeats` runs each.
+Times, for one layer, forward + backward with MMVID's [ST1]/[VID] mask, of: the attention
+written plainly and differentiated by JAX (`autodiff`, what the project ran before its
+hand-written backward pass), the project's attention (`layers.einsum_attention`) loop-free
+(`hand-written`) and as it runs on CPU (`chunked` where the scores outgrow the caches), and the
+same matmuls with the softmax replaced by the identity; then the rate of each of the attention's
+matmuls on its own, next to the dense 1130x768x3072 product the other benchmarks use as the
+machine's reference. The default batch is the Shapes default's training step: 8 samples x 2
+passes (`negatives="split"`). Best of `--repeats` runs each, the variants interleaved.
 """
 
 import argparse
@@ -49,15 +52,33 @@ def measure(batch: int, seq: int, heads: int, head_dim: int, repeats: int) -> di
   q, k, v = (jax.random.normal(key, (batch, seq, heads, head_dim)) for key in keys)
   allowed = mmvid_mask(seq)
 
-  def attention_loss(identity: bool):
-    def loss(q, k, v):
-      if identity:  # the same matmuls, no mask and no softmax
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
-        out = jnp.einsum("bhqk,bkhd->bqhd", scores, v)
-      else:
-        out = layers.einsum_attention(q, k, v, allowed, jnp.float32)
-      return jnp.sum(out ** 2)
-    return jax.value_and_grad(loss, argnums=(0, 1, 2))
+  def autodiff_attention(q, k, v):
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q * q.shape[-1] ** -0.5, k)
+    weights = jax.nn.softmax(jnp.where(allowed, scores, layers.NEG_INF), axis=-1)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+
+  def identity_attention(q, k, v):  # the same matmuls, no mask and no softmax
+    return jnp.einsum("bhqk,bkhd->bqhd", jnp.einsum("bqhd,bkhd->bhqk", q, k), v)
+
+  project = lambda q, k, v: layers.einsum_attention(q, k, v, allowed, jnp.float32)
+  variants = {"autodiff": autodiff_attention, "hand-written": project, "chunked": project,
+              "no softmax": identity_attention}
+  steps = {}
+  for name, fn in variants.items():
+    grad = jax.value_and_grad(lambda *x, fn=fn: jnp.sum(fn(*x) ** 2), argnums=(0, 1, 2))
+    if name == "hand-written":
+      with layers.unchunked_attention():
+        steps[name] = jax.jit(lambda *x, grad=grad: grad(*x)).lower(q, k, v).compile()
+    else:
+      steps[name] = jax.jit(grad).lower(q, k, v).compile()
+  layer_times = {name: float("inf") for name in steps}
+  for name, step in steps.items():
+    jax.block_until_ready(step(q, k, v))
+  for _ in range(repeats):
+    for name, step in steps.items():
+      start = time.perf_counter()
+      jax.block_until_ready(step(q, k, v))
+      layer_times[name] = min(layer_times[name], time.perf_counter() - start)
 
   pair_flops = 2 * batch * heads * seq * seq * head_dim  # one S x S x head_dim matmul
   qt = jnp.transpose(q, (0, 2, 1, 3)).reshape(batch * heads, seq, head_dim)
@@ -70,8 +91,7 @@ def measure(batch: int, seq: int, heads: int, head_dim: int, repeats: int) -> di
   a, b = jnp.ones((1130, 768)), jnp.ones((768, 3072))
   dense = best_seconds(lambda a, b: a @ b, a, b, repeats=repeats)
   return {
-      "layer_forward_backward_s": best_seconds(attention_loss(False), q, k, v, repeats=repeats),
-      "layer_no_softmax_s": best_seconds(attention_loss(True), q, k, v, repeats=repeats),
+      "layer_s": layer_times,
       "scores_gflops": pair_flops / scores / 1e9,
       "values_gflops": pair_flops / values / 1e9,
       "softmax_forward_s": softmax,
@@ -95,12 +115,10 @@ def main():
   print(f"scores q k^T (reduces head_dim):   {m['scores_gflops']:7.1f} GFLOP/s")
   print(f"values p v (reduces S):            {m['values_gflops']:7.1f} GFLOP/s")
   print(f"softmax forward alone:             {m['softmax_forward_s'] * 1e3:7.1f} ms")
-  total, plain = m["layer_forward_backward_s"], m["layer_no_softmax_s"]
-  print(f"one layer, forward + backward:     {total * 1e3:7.1f} ms "
-        f"({m['layer_matmul_gflop'] / total:.1f} GFLOP/s of matmul work)")
-  print(f"the same without mask and softmax: {plain * 1e3:7.1f} ms "
-        f"(mask + softmax: {100 * (total - plain) / total:.0f}% of the layer's attention)")
-
+  matmul_gflop = m["layer_matmul_gflop"]
+  for name, seconds in m["layer_s"].items():
+    print(f"one layer, forward + backward, {name + ':':14s} {seconds * 1e3:7.1f} ms "
+          f"({matmul_gflop / seconds:.1f} GFLOP/s of matmul work)")
 
 if __name__ == "__main__":
   main()
