@@ -413,6 +413,13 @@ def test_hand_written_gradient_equals_autodiff(case):
   assert_matches_autodiff(q, k, v, allowed)
 
 
+@pytest.fixture
+def one_cpu_device(monkeypatch):
+  """The chunked path runs on one CPU device; the test process has 8 fake ones (conftest)."""
+  assert not layers._single_cpu_device()  # pylint: disable=protected-access
+  monkeypatch.setattr(layers, "_single_cpu_device", lambda: True)
+
+
 def test_pairs_per_chunk_rule(monkeypatch):
   monkeypatch.setattr(layers, "CHUNK_SCORE_BYTES", 4 * 100 * 100 * 3)  # 3 pairs of 100 x 100
   assert layers._pairs_per_chunk(12, 100, 100) == 3  # pylint: disable=protected-access
@@ -428,6 +435,7 @@ def lowered_text(fn, q, k, v, allowed):
 
 
 @pytest.mark.parametrize("pairs_per_step", [1, 2, 3])
+@pytest.mark.usefixtures("one_cpu_device")
 def test_chunked_cpu_attention_equals_autodiff(monkeypatch, pairs_per_step):
   s = LAYOUT.seq_len
   monkeypatch.setattr(layers, "CHUNK_SCORE_BYTES", 4 * s * s * pairs_per_step)
@@ -444,7 +452,15 @@ def test_chunked_cpu_attention_equals_autodiff(monkeypatch, pairs_per_step):
   assert "while" in lowered_text(einsum, q, k, v, allowed)  # restored on exit
 
 
+def test_no_chunking_on_a_mesh(monkeypatch):
+  # The test process has 8 CPU devices: the loop-free path, whatever the sizes.
+  monkeypatch.setattr(layers, "CHUNK_SCORE_BYTES", 4 * LAYOUT.seq_len ** 2)
+  assert jax.device_count() > 1
+  assert "while" not in lowered_text(einsum, *qkv(batch=3), mmvid_allowed())
+
+
 @pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.usefixtures("one_cpu_device")
 def test_bf16_attention_close_to_fp32(monkeypatch, chunked):
   if chunked:
     monkeypatch.setattr(layers, "CHUNK_SCORE_BYTES", 4 * LAYOUT.seq_len ** 2)
@@ -461,6 +477,7 @@ def test_bf16_attention_close_to_fp32(monkeypatch, chunked):
 
 
 @pytest.mark.parametrize("scan_layers", [False, True])
+@pytest.mark.usefixtures("one_cpu_device")
 def test_mmvid_model_chunked_equals_unchunked(monkeypatch, scan_layers):
   # The training loss (all 3 passes, pruned last block) and its gradients, with the chunked CPU
   # attention one pair at a time against the loop-free path.

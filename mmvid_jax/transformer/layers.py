@@ -124,7 +124,7 @@ def einsum_attention(query: Array, key: Array, value: Array, allowed: Array,
   probabilities. On CPU, when the score tensors outgrow the caches, the attention runs over a
   few (sample, head) pairs at a time and the backward pass recomputes their probabilities from
   the saved log-sum-exp: the S x S tensors then stay in cache instead of streaming through
-  memory, which bounds XLA:CPU's attention (docs/performance.md, "CPU attention"). Elsewhere
+  memory (docs/transformer.md, "The attention's backward pass, written by hand"). Elsewhere
   the probabilities are kept for the backward pass.
   """
   allowed = jnp.asarray(allowed, bool)
@@ -132,15 +132,14 @@ def einsum_attention(query: Array, key: Array, value: Array, allowed: Array,
   batch, q_len, heads, _ = query.shape
   pairs = batch * heads
   chunk = _pairs_per_chunk(pairs, q_len, key.shape[1])
-  if (chunk < pairs and allowed.shape[:2] == (1, 1) and jax.default_backend() == "cpu"
-      and _CHUNKING[0]):
+  if chunk < pairs and allowed.shape[:2] == (1, 1) and _CHUNKING[0] and _single_cpu_device():
     return _chunked_attention(query, key, value, allowed[0, 0], jnp.dtype(dtype), chunk)
   return _einsum_attention(query, key, value, allowed, jnp.dtype(dtype))
 
 
 # (sample, head) pairs per step of the chunked CPU attention: their fp32 score blocks fill about
 # this many bytes, so with the probabilities and their gradient they stay within the two cores'
-# L2 caches (at S = 535, 2-4 pairs ran fastest; docs/performance.md).
+# L2 caches (at S = 535, 2-4 pairs ran fastest; docs/transformer.md).
 CHUNK_SCORE_BYTES = 5_000_000
 
 
@@ -156,6 +155,12 @@ def unchunked_attention():
     yield
   finally:
     _CHUNKING[0] = True
+
+
+def _single_cpu_device() -> bool:
+  """Chunk only on one CPU device: on a mesh the batch is sharded, and a loop over its
+  (sample, head) pairs would gather it."""
+  return jax.default_backend() == "cpu" and jax.device_count() == 1
 
 
 def _pairs_per_chunk(pairs: int, q_len: int, kv_len: int) -> int:
