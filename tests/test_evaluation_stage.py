@@ -11,6 +11,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from mmvid_jax import configuration
@@ -293,3 +294,42 @@ def test_validation_metrics_script_on_the_tiny_workdir(tiny_workdir):
   assert colour["vid_loss_unmasked"] != first["vid_loss_unmasked"]
   with pytest.raises(UserError, match="frame_swap"):
     script.validation_metrics(tiny_workdir, batches=1, config=tiny_config(), vid_strategy="blur")
+
+
+class CountingExtractor:
+  """Stands in for I3DFeatures: features from the pixels, and a count of the clips it saw."""
+  input_size = None
+
+  def __init__(self):
+    self.clips = 0
+
+  def __call__(self, videos, progress_name=None):
+    del progress_name
+    self.clips += len(videos)
+    means = videos.reshape(len(videos), -1).astype(np.float32).mean(axis=1, keepdims=True)
+    return np.repeat(means, 400, axis=1) + np.arange(400, dtype=np.float32)
+
+
+def test_reference_features_are_cached_by_content(tmp_path):
+  rng = np.random.default_rng(0)
+  videos = rng.integers(0, 256, (3, 4, 8, 8, 3), dtype=np.uint8)
+  extractor = CountingExtractor()
+  first = stage.cached_features(extractor, videos, str(tmp_path), "real clips")
+  again = stage.cached_features(extractor, videos.copy(), str(tmp_path), "real clips")
+  assert extractor.clips == 3  # the second call read the file
+  np.testing.assert_array_equal(first, again)
+  assert first.shape == (3, 400)
+  changed = videos.copy()
+  changed[1, 2, 3, 4, 0] ^= 1  # one pixel differs: new features
+  other = stage.cached_features(extractor, changed, str(tmp_path), "real clips")
+  assert extractor.clips == 6 and not np.array_equal(other, first)
+  assert len(list(tmp_path.glob("*.npy"))) == 2
+  # A cache file cut short by a stopped run is computed again and replaced.
+  path = next(p for p in tmp_path.glob("*.npy")
+              if np.array_equal(np.load(p), first))
+  path.write_bytes(path.read_bytes()[:100])
+  repaired = stage.cached_features(extractor, videos, str(tmp_path), "real clips")
+  assert extractor.clips == 9
+  np.testing.assert_array_equal(repaired, first)
+  np.testing.assert_array_equal(np.load(path), first)
+  assert not list(tmp_path.glob("*.partial*"))
