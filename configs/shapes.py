@@ -101,7 +101,8 @@ def _transformer(data: ml_collections.ConfigDict, tiny: bool, variant: str) -> m
   if variant != "paper":
     # CPU budget (docs/transformer.md): 2 heads of 64 instead of 4 of 32 (a third less softmax
     # work, same parameters) and the REL and VID negatives on half the batch each (2 passes per
-    # sample, not 3): 0.82 s per batch-8 step against 1.61 s, so 500 steps fit the main job.
+    # sample, not 3): 0.82 s per batch-8 step against 1.61 s (0.59 s since the attention's
+    # hand-written backward pass), so 500 steps fit the main job with minutes to spare.
     tr.update(num_heads=2, negatives="split")
     if not tiny:
       # 3e-4 rather than 1e-3: lower validation MSM loss at 500 steps (0.990 vs 1.012) and
