@@ -48,11 +48,11 @@ def output_and_grads(fn, q, k, v, allowed):
   return fn(q, k, v, allowed), jax.grad(loss, argnums=(0, 1, 2))(q, k, v)
 
 
-def assert_same_output_and_grads(q, k, v, allowed):
-  fused_out, fused_grads = output_and_grads(fused_xla, q, k, v, allowed)
-  einsum_out, einsum_grads = output_and_grads(einsum, q, k, v, allowed)
-  np.testing.assert_allclose(fused_out, einsum_out, atol=ATOL)
-  for name, a, b in zip("qkv", fused_grads, einsum_grads):
+def assert_same_output_and_grads(q, k, v, allowed, fn=fused_xla, reference=einsum):
+  out, grads = output_and_grads(fn, q, k, v, allowed)
+  ref_out, ref_grads = output_and_grads(reference, q, k, v, allowed)
+  np.testing.assert_allclose(out, ref_out, atol=ATOL)
+  for name, a, b in zip("qkv", grads, ref_grads):
     scale = float(jnp.abs(b).max())
     assert scale > 0, name
     np.testing.assert_allclose(a, b, atol=ATOL * scale, err_msg=f"d{name}")
@@ -383,14 +383,8 @@ def autodiff_attention(q, k, v, allowed):
   return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
 
 
-def assert_matches_autodiff(q, k, v, allowed, fn=einsum):
-  out, grads = output_and_grads(fn, q, k, v, allowed)
-  ref_out, ref_grads = output_and_grads(autodiff_attention, q, k, v, allowed)
-  np.testing.assert_allclose(out, ref_out, atol=ATOL)
-  for name, a, b in zip("qkv", grads, ref_grads):
-    scale = float(jnp.abs(b).max())
-    assert scale > 0, name
-    np.testing.assert_allclose(a, b, atol=ATOL * scale, err_msg=f"d{name}")
+def assert_matches_autodiff(q, k, v, allowed):
+  assert_same_output_and_grads(q, k, v, allowed, fn=einsum, reference=autodiff_attention)
 
 
 def mmvid_allowed(q_rows=None):
