@@ -197,7 +197,8 @@ def _einsum_attention_bwd(dtype, residuals, d_out):
   scale = query.shape[-1] ** -0.5
   d_value = jnp.einsum("bhqk,bqhd->bkhd", probs, d_out.astype(probs.dtype))
   d_probs = jnp.einsum("bqhd,bkhd->bhqk", d_out, value, preferred_element_type=jnp.float32)
-  d_scores = _scores_gradient(probs, d_probs, d_out, out, allowed, "bqhd,bqhd->bhq").astype(query.dtype)
+  d_scores = _scores_gradient(probs, d_probs, d_out, out, allowed, "bqhd,bqhd->bhq")
+  d_scores = d_scores.astype(query.dtype)
   d_query = jnp.einsum("bhqk,bkhd->bqhd", d_scores, key) * scale
   d_key = jnp.einsum("bhqk,bqhd->bkhd", d_scores, query) * scale
   return (d_query.astype(query.dtype), d_key.astype(key.dtype), d_value.astype(value.dtype),
