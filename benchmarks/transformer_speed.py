@@ -18,8 +18,9 @@ VQGAN add its two encoder passes. Variants:
 - `separate`: three trunk calls, the vocabulary head on every pass (what MMVID's PyTorch code
   does), for comparison.
 Reports step time, tokens/s (sequence tokens of the positive pass per second, B*S/step),
-XLA's FLOP count of the compiled step, achieved FLOP/s and its fraction of a dense fp32 matmul
-measured in the same process, and the process's peak RSS. Kept short: the machine is shared.
+XLA's FLOP count of the step (compiled with the loop-free attention: the model's FLOPs; see
+`model_flops`), achieved FLOP/s and its fraction of a dense fp32 matmul measured in the same
+process, and the process's peak RSS. Kept short: the machine is shared.
 """
 
 import argparse
