@@ -9,20 +9,19 @@ batch. Keep runs short on shared machines. Results are recorded in docs/sampling
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import linen as nn  # noqa: E402
 
+from configs import shapes as shapes_config  # noqa: E402
 from mmvid_jax.evaluation import decoder_specs  # noqa: E402
 from mmvid_jax.sampling import generate  # noqa: E402
 from mmvid_jax.transformer import api  # noqa: E402
@@ -45,11 +44,7 @@ PRESETS = {
 
 def shapes_preset() -> tuple[dict, dict]:
   """The `configs/shapes.py` default's layout and trunk."""
-  spec = importlib.util.spec_from_file_location("shapes_config", os.path.join(ROOT, "configs",
-                                                                              "shapes.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("default")
+  config = shapes_config.get_config("default")
   tok, tr = config.tokenizer, config.transformer
   layout = dict(codebook_size=tok.codebook_size,
                 text_vocab_size=config.data.sentencepiece_vocab_size,
