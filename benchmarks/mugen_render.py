@@ -16,7 +16,9 @@ machine disturbs them alike. `--no_lava` also times the same clips with the lava
 turned into ground. Per clip (the configured frame sampling, JSON parsing included), the
 fast painter with its warm sprite cache is compared with the reference painter rescaling
 every sprite for each clip, as MUGEN's reference script does when it loads a game.
-`--profile` prints cProfile's top functions for the fast painter at each size.
+`--profile` prints cProfile's top functions for the fast painter at each size; `--breakdown`
+the CPU time per frame of its parts (painting, with and without classes of maze cells, the
+conversion to numpy, a fresh output array).
 `--tfds_size` builds the real `mugen` TFDS dataset from a generated tree of 96-frame clips
 (5 clips, these sprites) per resolution and sampling, and reports the bytes on disk per clip
 and the estimate for the full release (375K clips).
@@ -32,6 +34,7 @@ import tempfile
 import time
 
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -83,6 +86,74 @@ def _profile(asset_dir, size, games) -> None:
   print(f"  {size:4d} px  cProfile of the fast painter (tottime, top 8):")
   stats = pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime")
   stats.print_stats(8)
+
+
+def _best_us_per_frame(fn, frames: int, repeats: int = 5) -> float:
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.process_time()
+    fn()
+    best = min(best, time.process_time() - start)
+  return best / frames * 1e6
+
+
+def _breakdown(asset_dir, size, games) -> None:
+  """CPU microseconds per frame of the fast painter's parts (best of 5 runs)."""
+  parsed = [mugen_game.parse_game(data) for data in games]
+  renderer = mugen_render.MugenRenderer(asset_dir, size)
+  clips = [renderer.clip(game) for game in parsed]
+  for clip in clips:  # Warm: sprites scaled, row tables built.
+    clip.render(range(clip.game.num_frames))
+  frames = sum(clip.game.num_frames for clip in clips)
+  image = Image.new("RGB", (size, size))
+
+  def paint():
+    for clip in clips:
+      for index in range(clip.game.num_frames):
+        clip._render_fast(image, index)  # pylint: disable=protected-access
+
+  def paint_with(keep):
+    """Paints with only the maze cells `keep(cell)` accepts (the row table filtered)."""
+    saved = [clip._rows for clip in clips]  # pylint: disable=protected-access
+    for clip, rows in zip(clips, saved):
+      filtered = []
+      for y, top, _, cells in rows:
+        kept = [cell for cell in cells if keep(cell)]
+        filtered.append((y, top, [cell[0] for cell in kept], kept))
+      clip._rows = filtered  # pylint: disable=protected-access
+    try:
+      return _best_us_per_frame(paint, frames)
+    finally:
+      for clip, rows in zip(clips, saved):
+        clip._rows = rows  # pylint: disable=protected-access
+
+  out = np.empty((96, size, size, 3), np.uint8)
+
+  def pack():
+    for clip in clips:
+      for index in range(clip.game.num_frames):
+        out[index % 96] = np.frombuffer(image.tobytes(), np.uint8).reshape(out.shape[1:])
+
+  def fresh_output():
+    for clip in clips:
+      np.empty((clip.game.num_frames, size, size, 3), np.uint8).fill(0)
+
+  def whole():
+    for clip in clips:
+      clip.render(range(clip.game.num_frames))
+
+  opaque = lambda cell: cell[2] is not None and cell[3] is None  # a tile with no mask
+  parts = {
+      "whole render": _best_us_per_frame(whole, frames),
+      "painting": _best_us_per_frame(paint, frames),
+      "painting without maze cells (background, characters)": paint_with(lambda cell: False),
+      "... with the opaque tiles only": paint_with(opaque),
+      "... with the masked tiles and lava only": paint_with(lambda cell: not opaque(cell)),
+      "Pillow -> numpy (tobytes + copy)": _best_us_per_frame(pack, frames),
+      "a fresh output array's first fill": _best_us_per_frame(fresh_output, frames),
+  }
+  print(f"  {size:4d} px  fast painter, CPU us per frame: " +
+        "; ".join(f"{name} {value:.1f}" for name, value in parts.items()))
 
 
 def _clip_rates(asset_dir, size, games, count, step):
@@ -138,6 +209,8 @@ def main():
   parser.add_argument("--sampling", default="16x6,32x3", help="num_frames x frame_step list")
   parser.add_argument("--no_lava", action="store_true", help="also time lava-free clips")
   parser.add_argument("--profile", action="store_true", help="cProfile the fast painter")
+  parser.add_argument("--breakdown", action="store_true",
+                      help="CPU time per frame of the fast painter's parts")
   parser.add_argument("--tfds_size", action="store_true", help="TFDS bytes on disk per clip")
   args = parser.parse_args()
   asset_dir = args.asset_dir
@@ -167,6 +240,8 @@ def main():
             f"{rates['fast'] / rates['reference']:.1f}x (pixels identical)")
     if args.profile:
       _profile(asset_dir, size, games)
+    if args.breakdown:
+      _breakdown(asset_dir, size, games)
     for count, step in samplings:
       rates = _clip_rates(asset_dir, size, games, count, step)
       print(f"  {size:4d} px  {count} frames at step {step} per clip: " + ", ".join(
