@@ -12,6 +12,7 @@ from mmvid_jax.data import mugen_render
 from mmvid_jax.data import mugen_sprites
 from mmvid_jax.errors import UserError
 from tests import fixtures_mugen as fx
+from tests import script_loader
 
 AGENT = "kenneyLarge/Players/128x256_no_helmet/Yellow/alienYellow_{}.png"
 
@@ -237,3 +238,19 @@ def test_load_game_errors(tmp_path):
   bad.write_text("{not json")
   with pytest.raises(UserError, match="bad.json.*not valid JSON"):
     mugen_game.load_game(str(bad))
+
+
+def test_benchmark_mugen_procedure_paints_the_reference_and_rescales_per_frame(asset_dir):
+  # benchmarks/mugen_render.py times MUGEN's loader as the speed baseline: the reference
+  # painter with lava halves, dying monsters and the fading agent redone on every frame.
+  script = script_loader.load_script("benchmarks/mugen_render.py", "mugen_render_benchmark")
+  game = mugen_game.parse_game(fx.make_game(world=1, killed=True, monster_dies=True))
+  renderers = script._renderers(asset_dir, 64)
+  frames = range(game.num_frames)
+  reference = script._render(renderers, "reference", game, frames)
+  np.testing.assert_array_equal(script._render(renderers, "mugen", game, frames), reference)
+  # Its cache holds only sprites as loaded (no crops, fades or second rescales).
+  keys = renderers["mugen"].sprites._sprites
+  assert keys and all(crop is None and paint is None and fade == 0
+                      for _, _, _, crop, paint, fade, _ in keys)
+  assert any(key[3] is not None for key in renderers["reference"].sprites._sprites)
