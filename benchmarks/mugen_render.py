@@ -75,9 +75,7 @@ class PerFrameSprites(mugen_sprites.SpriteCache):
     if paint_size is not None and image.size != tuple(paint_size):
       image = image.resize(paint_size)
     if fade:
-      pixels = np.array(image.convert("RGBA"), dtype=np.int16)
-      pixels[..., 3] = np.clip(pixels[..., 3] - fade, 0, None)
-      image = Image.fromarray(pixels.astype(np.uint8))
+      image = mugen_sprites.faded(image, fade)
     return _Painted(image)
 
 

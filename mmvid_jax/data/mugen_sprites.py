@@ -130,16 +130,21 @@ class SpriteCache:
       if paint_size is not None and image.size != paint_size:
         image = image.resize(paint_size)
       if fade:
-        if image.mode != "RGBA":
-          image = image.convert("RGBA")
-        pixels = np.array(image, dtype=np.int16)
-        pixels[..., 3] = np.clip(pixels[..., 3] - fade, 0, None)
-        image = Image.fromarray(pixels.astype(np.uint8))
+        image = faded(image, fade)
       if opaque:
         image = image.convert("RGB")
       sprite = Sprite(image)
       self._sprites[key] = sprite
     return sprite
+
+
+def faded(image: Image.Image, fade: int) -> Image.Image:
+  """The dying agent's sprite: `fade` subtracted from its alpha (the reference's numpy calls)."""
+  if image.mode != "RGBA":
+    image = image.convert("RGBA")
+  pixels = np.array(image, dtype=np.int16)
+  pixels[..., 3] = np.clip(pixels[..., 3] - fade, 0, None)
+  return Image.fromarray(pixels.astype(np.uint8))
 
 
 def integer_rect(rect) -> tuple[int, int, int, int]:
