@@ -55,6 +55,11 @@ def main(argv):
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  # Where to look next, after a run that sampled or evaluated (process 0 only).
+  shows_results = config.stage in ("all", "sample", "evaluate") and jax.process_index() == 0
+  summary = pipeline.summary_lines(workdir) if shows_results else []
+  if summary:
+    print("\n".join([f"mmvid-jax: done ({config.stage}) in {workdir}."] + summary))
 
 
 if __name__ == "__main__":

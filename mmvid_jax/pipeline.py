@@ -20,9 +20,8 @@ from mmvid_jax.infra import distributed
 
 ORDER = ("data", "tokenizer", "transformer", "sample", "evaluate")
 
-# Stage name -> module implementing it. None marks a stage that is not built yet:
-# the pipeline says so and stops rather than fake a result.
-STAGE_MODULES: dict[str, str | None] = {
+# Stage name -> module implementing it.
+STAGE_MODULES: dict[str, str] = {
     "data": "mmvid_jax.data.stage",
     "tokenizer": "mmvid_jax.tokenizer.stage",
     "transformer": "mmvid_jax.transformer.stage",
@@ -59,13 +58,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, num_devices: int = 1) -
   distributed.barrier("config-written")
   done = []
   for name in selected_stages(config.stage):
-    module_name = STAGE_MODULES[name]
-    if module_name is None:
-      missing = [s for s in selected_stages(config.stage) if STAGE_MODULES[s] is None]
-      logging.warning("Stage %r is not built yet in this version of mmvid-jax; stopping here. "
-                      "Stages not built yet: %s.", name, ", ".join(missing))
-      break
-    stage = importlib.import_module(module_name)
+    stage = importlib.import_module(STAGE_MODULES[name])
     # The data stage writes shared files (dataset, text model): process 0 builds, the rest wait.
     builds_here = name != "data" or jax.process_index() == 0
     if stage.is_complete(config, workdir):
@@ -77,3 +70,45 @@ def run(config: ml_collections.ConfigDict, workdir: str, num_devices: int = 1) -
       distributed.barrier("data-built")
     done.append(name)
   return done
+
+
+def summary_lines(workdir: str) -> list[str]:
+  """What a finished job left in `workdir` to open next: the sample gallery and the evaluation's
+  headline figures (empty when neither stage has written anything yet)."""
+  from mmvid_jax.evaluation import metrics_io
+  from mmvid_jax.sampling import stage as sampling_stage
+  lines = []
+  gallery = os.path.join(sampling_stage.samples_dir(workdir), "index.html")
+  if os.path.exists(gallery):
+    lines.append(f"samples: {gallery}")
+  record = metrics_io.read_metrics(workdir)
+  if not (record and record.get("complete")):
+    return lines
+  lines.append(f"evaluation: {metrics_io.metrics_path(workdir)} ({record['num_videos']} "
+               f"{record['split']} clips)")
+  real = record.get("real") or {}
+  real_rel = (real.get("rel") or {}).get("mean_probability")
+  if real.get("oracle") or real_rel is not None:
+    lines.append("  real clips: " + ", ".join(p for p in (
+        _oracle_text(real.get("oracle")).lstrip(", "),
+        "" if real_rel is None else f"mean REL probability {real_rel:.2f}") if p))
+  reconstruction = record.get("reconstruction") or {}
+  if reconstruction.get("psnr") is not None:
+    lines.append(f"  tokenizer reconstructions: PSNR {reconstruction['psnr']:.1f} dB"
+                 + _oracle_text(reconstruction.get("oracle")))
+  for name, result in record.get("decoders", {}).items():
+    parts = [_oracle_text(result.get("oracle")).lstrip(", ")]
+    if result.get("fvd") is not None:
+      parts.append(f"FVD {result['fvd']:.1f}")
+    if (result.get("rel") or {}).get("mean_probability") is not None:
+      parts.append(f"mean REL probability {result['rel']['mean_probability']:.2f}")
+    lines.append(f"  {name}: " + (", ".join(p for p in parts if p) or "no figures"))
+  return lines
+
+
+def _oracle_text(oracle: dict | None) -> str:
+  if not oracle:
+    return ""
+  return (f", Shapes oracle all-correct {oracle['all']:.3f} (colour {oracle['color']:.2f}, "
+          f"shape {oracle['shape']:.2f}, size {oracle['size']:.2f}, "
+          f"direction {oracle['direction']:.2f})")
