@@ -100,6 +100,21 @@ def measure(batch: int, seq: int, heads: int, head_dim: int, repeats: int) -> di
   }
 
 
+def trunk_matmuls(tokens: int, width: int, mlp_dim: int, repeats: int) -> tuple[float, float]:
+  """(seconds, FLOPs) of one block's dense products, forward + backward, on `tokens` rows."""
+  key = jax.random.key(1)
+  seconds = flops = 0.0
+  for fan_in, fan_out in ((width, 3 * width), (width, width), (width, mlp_dim), (mlp_dim, width)):
+    x = jax.random.normal(key, (tokens, fan_in))
+    w = jax.random.normal(key, (fan_in, fan_out))
+    dy = jax.random.normal(key, (tokens, fan_out))
+    seconds += best_seconds(lambda a, b: a @ b, x, w, repeats=repeats)           # forward
+    seconds += best_seconds(lambda g, b: g @ b.T, dy, w, repeats=repeats)        # input gradient
+    seconds += best_seconds(lambda a, g: a.T @ g, x, dy, repeats=repeats)        # weight gradient
+    flops += 3 * 2 * tokens * fan_in * fan_out
+  return seconds, flops
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--batch", type=int, default=16, help="sequences (samples x passes)")
@@ -107,6 +122,9 @@ def main():
   parser.add_argument("--heads", type=int, default=2)
   parser.add_argument("--head_dim", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=7)
+  parser.add_argument("--width", type=int, default=0,
+                      help="also time one block's trunk matmuls at this width (0: skip)")
+  parser.add_argument("--mlp_dim", type=int, default=0, help="default: 4 x width")
   args = parser.parse_args()
   m = measure(args.batch, args.seq, args.heads, args.head_dim, args.repeats)
   print(f"batch {args.batch}, S {args.seq}, {args.heads} heads of {args.head_dim}; "
@@ -119,6 +137,17 @@ def main():
   for name, seconds in m["layer_s"].items():
     print(f"one layer, forward + backward, {name + ':':14s} {seconds * 1e3:7.1f} ms "
           f"({matmul_gflop / seconds:.1f} GFLOP/s of matmul work)")
+  if args.width:
+    mlp_dim = args.mlp_dim or 4 * args.width
+    trunk_s, trunk_flops = trunk_matmuls(args.batch * args.seq, args.width, mlp_dim,
+                                         args.repeats)
+    print(f"one block's trunk matmuls (width {args.width}, MLP {mlp_dim}), forward + backward: "
+          f"{trunk_s * 1e3:.1f} ms ({trunk_flops / trunk_s / 1e9:.1f} GFLOP/s)")
+    block_s = trunk_s + m["layer_s"]["no softmax"]
+    block_flops = trunk_flops + matmul_gflop * 1e9
+    print(f"matmul-only bound for the block: {block_flops / 1e9:.2f} GFLOP in {block_s * 1e3:.1f} ms "
+          f"= {block_flops / block_s / 1e9:.1f} GFLOP/s, {block_flops / block_s / 1e9 / m['dense_gflops']:.0%} "
+          f"of dense")
 
 if __name__ == "__main__":
   main()
