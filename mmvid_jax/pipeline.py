@@ -88,27 +88,32 @@ def summary_lines(workdir: str) -> list[str]:
                f"{record['split']} clips)")
   real = record.get("real") or {}
   real_rel = (real.get("rel") or {}).get("mean_probability")
-  if real.get("oracle") or real_rel is not None:
-    lines.append("  real clips: " + ", ".join(p for p in (
-        _oracle_text(real.get("oracle")).lstrip(", "),
-        "" if real_rel is None else f"mean REL probability {real_rel:.2f}") if p))
+  real_text = _joined(_oracle_text(real.get("oracle")), _rel_text(real_rel))
+  if real_text:
+    lines.append(f"  real clips: {real_text}")
   reconstruction = record.get("reconstruction") or {}
   if reconstruction.get("psnr") is not None:
-    lines.append(f"  tokenizer reconstructions: PSNR {reconstruction['psnr']:.1f} dB"
-                 + _oracle_text(reconstruction.get("oracle")))
+    lines.append("  tokenizer reconstructions: " + _joined(
+        f"PSNR {reconstruction['psnr']:.1f} dB", _oracle_text(reconstruction.get("oracle"))))
   for name, result in record.get("decoders", {}).items():
-    parts = [_oracle_text(result.get("oracle")).lstrip(", ")]
-    if result.get("fvd") is not None:
-      parts.append(f"FVD {result['fvd']:.1f}")
-    if (result.get("rel") or {}).get("mean_probability") is not None:
-      parts.append(f"mean REL probability {result['rel']['mean_probability']:.2f}")
-    lines.append(f"  {name}: " + (", ".join(p for p in parts if p) or "no figures"))
+    fvd = result.get("fvd")
+    lines.append(f"  {name}: " + (_joined(
+        _oracle_text(result.get("oracle")), "" if fvd is None else f"FVD {fvd:.1f}",
+        _rel_text((result.get("rel") or {}).get("mean_probability"))) or "no figures"))
   return lines
+
+
+def _joined(*parts: str) -> str:
+  return ", ".join(part for part in parts if part)
+
+
+def _rel_text(probability: float | None) -> str:
+  return "" if probability is None else f"mean REL probability {probability:.2f}"
 
 
 def _oracle_text(oracle: dict | None) -> str:
   if not oracle:
     return ""
-  return (f", Shapes oracle all-correct {oracle['all']:.3f} (colour {oracle['color']:.2f}, "
+  return (f"Shapes oracle all-correct {oracle['all']:.3f} (colour {oracle['color']:.2f}, "
           f"shape {oracle['shape']:.2f}, size {oracle['size']:.2f}, "
           f"direction {oracle['direction']:.2f})")

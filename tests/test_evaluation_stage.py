@@ -277,6 +277,23 @@ def test_datasets_without_shapes_attributes_skip_the_oracle():
   assert summary["detected"] == 0.0 and reading.attributes.shape == (2, 4)
 
 
+def test_summary_of_a_dataset_without_the_oracle(tmp_path):
+  """MUGEN-style records (no Shapes oracle) still summarise: FVD and REL, no oracle text."""
+  from mmvid_jax import pipeline
+  metrics_io.write_metrics(str(tmp_path), {
+      "complete": True, "num_videos": 4, "split": "validation",
+      "real": {"oracle": None, "rel": None},
+      "reconstruction": {"psnr": 27.25, "oracle": None},
+      "decoders": {"mask_predict": {"oracle": None, "fvd": 312.46,
+                                    "rel": {"mean_probability": 0.4}},
+                   "ar": {"oracle": None, "rel": None}}})
+  assert pipeline.summary_lines(str(tmp_path)) == [
+      f"evaluation: {metrics_io.metrics_path(str(tmp_path))} (4 validation clips)",
+      "  tokenizer reconstructions: PSNR 27.2 dB",
+      "  ar: no figures",  # metrics.json keeps its keys sorted
+      "  mask_predict: FVD 312.5, mean REL probability 0.40"]
+
+
 def test_validation_metrics_script_on_the_tiny_workdir(tiny_workdir):
   """benchmarks/validation_metrics.py: the trainer's validation metrics, masked and on complete
   videos, deterministic for a seed."""
