@@ -132,6 +132,9 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   # Not in MMVID: add a projection of the mean text embedding to every video token's input, a
   # direct text path beside attention (docs/transformer.md, "Text summary").
   tr.text_summary = False
+  # Not in MMVID: kernel size of a depthwise 3-D convolution over the video tokens at the start
+  # of every block (0 = off; MMVID objective only; docs/transformer.md, "Video convolution").
+  tr.video_conv = 0
   # Control slots: each is "<source>:<erasing mode>"; none = text only.
   tr.controls = ()
   # One [SEP] after each control slot (MMVID's insert_sep, used for Shapes dependent).

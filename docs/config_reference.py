@@ -147,6 +147,9 @@ MEANINGS = {
                                        "'random' = MMVID",
     "transformer.text_summary": "not in MMVID: add a projection of the mean text embedding to "
                                 "every video token's input (a direct text path beside attention)",
+    "transformer.video_conv": "not in MMVID: kernel size k of a depthwise, separable k x k x k "
+                              "convolution over the video tokens (t, y, x) at the start of every "
+                              "block; 0 = off (MMVID); MMVID objective only",
     "transformer.controls": "control slots, each `'<source>:<erasing mode>'`; sources "
                             "first_frame, random_frame, background, same_color, same_shape; modes "
                             "keep, mask_8x8, face_8x8, centre_8x8, shape_4x4, drop",

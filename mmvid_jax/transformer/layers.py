@@ -27,6 +27,7 @@ from jax.ad_checkpoint import checkpoint_name
 
 from mmvid_jax.errors import ConfigError
 from mmvid_jax.transformer import rotary as rotary_lib
+from mmvid_jax.transformer import video_conv as video_conv_lib
 
 Array = jax.Array
 KVCache = tuple[Array, Array]  # keys, values: (B, S_max, heads, head_dim)
@@ -437,11 +438,19 @@ class Block(nn.Module):
   init: str = "normal"  # dense_init scheme
   rotary: rotary_lib.RotarySpec | None = None  # 3-D rotary encoding of the video (rotary.py)
   valid_length: int | None = None  # see Attention
+  video_conv: video_conv_lib.VideoConvSpec | None = None  # video_conv.py
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache: KVCache | None = None,
                cache_index: Array | None = None, deterministic: bool = True,
                query_rows: tuple[int, ...] | None = None) -> tuple[Array, KVCache]:
+    if self.video_conv is not None:
+      if cache is not None:
+        raise ValueError("the video convolution needs the whole video; it has no KV-cache mode")
+      # The x-axis kernel starts like the block's other kernels: 0.02 under the "normal" scheme.
+      last_std = 0.02 if self.init == "normal" else 0.0
+      x = x + video_conv_lib.VideoConv(self.video_conv, self.dtype, last_std,
+                                       name="video_conv")(x)
     angles = None
     if self.rotary is not None:
       num_keys = x.shape[1] if cache is None else cache[0].shape[1]
@@ -482,13 +491,14 @@ class _ScanBlock(nn.Module):
   remat_policy: str = "full"
   rotary: rotary_lib.RotarySpec | None = None
   valid_length: int | None = None
+  video_conv: video_conv_lib.VideoConvSpec | None = None
 
   @nn.compact
   def __call__(self, x, cache, allowed, cache_index, deterministic):
     block_cls = remat_block(Block, self.remat_policy, scanned=True) if self.remat else Block
     block = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
                       self.attention, self.masked_rows, self.init, self.rotary,
-                      self.valid_length, name="block")
+                      self.valid_length, self.video_conv, name="block")
     x, kv = block(x, allowed, cache, cache_index, deterministic, None)
     return x, (kv if self.return_kv else None)
 
@@ -533,6 +543,7 @@ class Trunk(nn.Module):
   init: str = "normal"  # dense_init scheme of every block
   remat_policy: str = "full"  # with remat: what each block keeps (REMAT_POLICIES)
   rotary: rotary_lib.RotarySpec | None = None  # 3-D rotary encoding of the video (rotary.py)
+  video_conv: video_conv_lib.VideoConvSpec | None = None  # per-block video convolution
 
   @nn.compact
   def __call__(self, x: Array, allowed: Array, cache=None, cache_index=None,
@@ -555,7 +566,8 @@ class Trunk(nn.Module):
           metadata_params={nn.PARTITION_NAME: "layers"})
       layers = scanned(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
                        self.remat, keep_kv, self.attention, self.masked_rows, self.init,
-                       self.remat_policy, self.rotary, valid_length, name="layers")
+                       self.remat_policy, self.rotary, valid_length, self.video_conv,
+                       name="layers")
       x, kv = layers(x, cache, allowed, cache_index, deterministic)
       if final_query_rows is not None:
         return x[:, jnp.asarray(final_query_rows)], kv
@@ -565,7 +577,7 @@ class Trunk(nn.Module):
     for i in range(self.depth):
       block = block_cls(self.num_heads, self.mlp_dim, self.activation, self.dropout, self.dtype,
                         self.attention, self.masked_rows, self.init, self.rotary,
-                        valid_length, name=f"block_{i}")
+                        valid_length, self.video_conv, name=f"block_{i}")
       last = i == self.depth - 1
       if last and split_passes is not None:
         full, pruned = self._split_last_block(block, x, allowed, deterministic, final_query_rows,

@@ -22,6 +22,7 @@ import numpy as np
 
 from mmvid_jax.transformer import embeddings as emb_lib
 from mmvid_jax.transformer import rotary as rotary_lib
+from mmvid_jax.transformer import video_conv as video_conv_lib
 from mmvid_jax.errors import ConfigError
 from mmvid_jax.transformer.layers import DENSE_INITS, Head, Trunk
 from mmvid_jax.transformer.layers import remat_policy as policy_from_name
@@ -52,6 +53,9 @@ class MMVIDTransformer(nn.Module):
   # Not in MMVID: every video token's input also gets a projection of the mean text embedding,
   # a direct conditioning path beside attention (docs/transformer.md, "Text summary").
   text_summary: bool = False
+  # Not in MMVID: kernel size of a depthwise 3-D convolution over the video at the start of
+  # every block, 0 = off (video_conv.py; docs/transformer.md, "Video convolution").
+  video_conv: int = 0
 
   def setup(self):
     layout, width, std = self.layout, self.width, self.embed_init_std
@@ -76,7 +80,8 @@ class MMVIDTransformer(nn.Module):
                        masked_rows=layout.masked_attention_rows(), init=self.dense_init,
                        remat_policy=self.remat_policy,
                        rotary=_rotary_spec(self.rotary, layout, layout.video_slice.start,
-                                           self.width // self.num_heads))
+                                           self.width // self.num_heads),
+                       video_conv=_video_conv_spec(self.video_conv, layout))
     self.video_head = Head(layout.codebook_size, "vocab", self.dtype, self.dense_init)
     self.rel_head = Head(1, None, self.dtype, self.dense_init)
     self.vid_head = Head(1, None, self.dtype, self.dense_init)
@@ -270,6 +275,13 @@ def _rotary_spec(name: str, layout: Layout, video_start: int, head_dim: int
   return rotary_lib.RotarySpec(video_start, grid, head_dim)
 
 
+def _video_conv_spec(kernel: int, layout: Layout) -> video_conv_lib.VideoConvSpec | None:
+  if not video_conv_lib.validate(kernel):
+    return None
+  grid = (layout.num_frames, layout.latent_height, layout.latent_width)
+  return video_conv_lib.VideoConvSpec(layout.video_slice.start, grid, int(kernel))
+
+
 def model_kwargs(tr_config) -> dict:
   """Typed constructor fields from the `transformer` config section."""
   init = str(tr_config.get("dense_init", "normal"))
@@ -293,13 +305,15 @@ def model_kwargs(tr_config) -> dict:
 
 def make_model(tr_config, layout: Layout) -> nn.Module:
   """The factory: config section + layout -> MMVIDTransformer (or ARTVTransformer if causal)."""
-  if tr_config.get("objective", "mmvid") == "artv":
+  objective = tr_config.get("objective", "mmvid")
+  video_conv = video_conv_lib.validate(tr_config.get("video_conv", 0), objective)
+  if objective == "artv":
     return ARTVTransformer(layout, **model_kwargs(tr_config))
   return MMVIDTransformer(layout, text_encoder=str(tr_config.text_encoder),
                           separate_control_embedding=bool(
                               tr_config.get("separate_control_embedding", False)),
                           text_summary=bool(tr_config.get("text_summary", False)),
-                          **model_kwargs(tr_config))
+                          video_conv=video_conv, **model_kwargs(tr_config))
 
 
 def count_params(params) -> int:
