@@ -63,10 +63,13 @@ def context_use(workdir: str, split: str = "validation", ratios=(0.1, 0.3, 0.5, 
   layout = bundle.layout
   text_ids = jnp.asarray(real["text_ids"], jnp.int32)
   controls = real.get("controls")
+  # The sampler's own preparation, guided logits function and tokenization.
+  prepare, logits_of, encode = (generate._prepare, generate._logits_fn,  # pylint: disable=protected-access
+                                generate._uint8_to_codes)  # pylint: disable=protected-access
   options = generate.DecodeOptions(cfg_scale=float(cfg))
-  text_ids, control_codes = generate._prepare(bundle, tokenizer, text_ids, controls, options)  # pylint: disable=protected-access
-  logits_fn = jax.jit(generate._logits_fn(bundle, text_ids, control_codes, float(cfg)))  # pylint: disable=protected-access
-  codes = np.asarray(generate._uint8_to_codes(tokenizer, jnp.asarray(real["video"])))  # pylint: disable=protected-access
+  text_ids, control_codes = prepare(bundle, tokenizer, text_ids, controls, options)
+  logits_fn = jax.jit(logits_of(bundle, text_ids, control_codes, float(cfg)))
+  codes = np.asarray(encode(tokenizer, jnp.asarray(real["video"])))
   codes = codes.reshape(codes.shape[0], -1)
 
   def predict(hidden: np.ndarray) -> np.ndarray:

@@ -4,9 +4,10 @@ MMVID's video tokens know where they are only through summed absolute axial tabl
 spatial or temporal relation ("the code one row up in the previous frame") must be learned by
 attention separately for each position pair. With `transformer.video_conv=k` each block first
 adds a depthwise k x k x k convolution (separable: one k-tap kernel per axis and channel) over
-(t, y, x) of its layer-normed video states, a residual branch like CPVT's position generator or a ConvNeXt block's spatial mixing: each
-channel sees its local neighbourhood with the same weights everywhere, so neighbouring tokens
-of one object and the same object one frame on are related from the first step.
+(t, y, x) of its layer-normed video states, a residual branch like CPVT's position generator or
+a ConvNeXt block's spatial mixing: each channel sees its local neighbourhood with the same
+weights everywhere, so neighbouring tokens of one object and the same object one frame on are
+related from the first step.
 Non-video positions ([REL], text, controls, [ST1], [VID]) pass unchanged. It needs the whole
 video at once, so it is for the bidirectional MMVID model only (not ART-V's causal decoding).
 """
@@ -104,7 +105,11 @@ def _conv_along(x: Array, kernel: Array, axis: int) -> Array:
 
 def validate(kernel: int, objective: str = "mmvid") -> int:
   """The kernel size from `transformer.video_conv` (0 = off): ConfigError when unusable."""
-  kernel = int(kernel)
+  try:
+    kernel = int(kernel)
+  except (TypeError, ValueError):
+    raise ConfigError("transformer.video_conv", f"{kernel!r} is not a kernel size",
+                      "use 0 (off, MMVID) or an odd size such as 3") from None
   if kernel < 0 or (kernel and kernel % 2 == 0):
     raise ConfigError("transformer.video_conv", f"kernel size {kernel} is not 0 or odd",
                       "use 0 (off, MMVID) or an odd size such as 3")
