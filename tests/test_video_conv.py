@@ -103,6 +103,8 @@ def test_config_validation_and_export():
     validate(2)
   with pytest.raises(ConfigError, match="artv"):
     validate(3, "artv")
+  with pytest.raises(ConfigError, match="not a kernel size"):
+    validate("three")
   tr = ml_collections.ConfigDict(dict(objective="artv", video_conv=3, text_encoder="learned",
                                       activation="gelu", dropout=0.0, scan_layers=False,
                                       remat=False, **DIMS))
