@@ -56,11 +56,8 @@ class VideoConv(nn.Module):
     spec = self.spec
     start, end = spec.video_start, spec.video_start + spec.video_len
     batch, width = x.shape[0], x.shape[-1]
-    video = nn.LayerNorm(
-        epsilon=1e-5, dtype=jnp.float32, name="ln",
-        scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-    )(x[:, start:end]).astype(self.dtype)
+    from mmvid_jax.transformer import layers  # layers imports this module
+    video = layers.layer_norm("ln")(x[:, start:end]).astype(self.dtype)
     k = spec.kernel
     preserving = float(1.0 / np.sqrt(k))
     last_std = self.last_axis_std or preserving
