@@ -13,15 +13,17 @@ identical pixels (checked here too), and MUGEN's own per-frame procedure:
   reference  Pillow paste of every visible tile every frame (MUGEN's reference algorithm),
              every sprite variant cached;
   direct     the same per-tile painting in numpy;
-  fast       the reference's Pillow pastes with the per-tile Python work done once per clip.
+  fast       the reference's Pillow pastes with the per-tile Python work done once per clip;
+  compiled   the default: every paste of a clip in one numba call, straight into the output.
 Per frame, sprites are scaled once per resolution (as in a build or input worker); each
 figure is the best of `--repeats` CPU-time runs, the painters interleaved, so a loaded
 machine disturbs them alike. `--no_lava` also times the same clips with the lava pool
 turned into ground. Per clip (the configured frame sampling, JSON parsing included), the
 fast painter is compared with MUGEN's procedure, both with their sprites already scaled.
-`--profile` prints cProfile's top functions for the fast painter at each size; `--breakdown`
-the CPU time per frame of its parts (painting, with and without classes of maze cells, the
-conversion to numpy, a fresh output array).
+`--profile` prints cProfile's top functions for the compiled painter at each size;
+`--breakdown` the CPU time per frame of the fast painter's parts (painting, with and without
+classes of maze cells, the conversion to numpy, a fresh output array) and of the compiled
+painter's (whole, and its numba kernel alone).
 `--tfds_size` builds the real `mugen` TFDS dataset from a generated tree of 96-frame clips
 (5 clips, these sprites) per resolution and sampling, and reports the bytes on disk per clip
 and the estimate for the full release (375K clips).
@@ -47,7 +49,7 @@ from mmvid_jax.data import mugen_sprites  # noqa: E402
 from tests import fixtures_mugen  # noqa: E402
 
 RELEASE_CLIPS = 375_000
-METHODS = ("mugen", "reference", "direct", "fast")
+METHODS = ("mugen", "reference", "direct", "fast", "compiled")
 
 
 class _Painted:
@@ -84,7 +86,8 @@ def _renderers(asset_dir, size):
   cached = mugen_render.MugenRenderer(asset_dir, size)
   per_frame = mugen_render.MugenRenderer(asset_dir, size)
   per_frame.sprites = PerFrameSprites(asset_dir)
-  return {"mugen": per_frame, "reference": cached, "direct": cached, "fast": cached}
+  return {"mugen": per_frame, "reference": cached, "direct": cached, "fast": cached,
+          "compiled": cached}
 
 
 def _render(renderers, method, game, indices):
@@ -129,7 +132,7 @@ def _profile(asset_dir, size, games) -> None:
   for game in parsed:
     renderer.render(game, range(game.num_frames))
   profiler.disable()
-  print(f"  {size:4d} px  cProfile of the fast painter (tottime, top 8):")
+  print(f"  {size:4d} px  cProfile of the compiled painter (tottime, top 8):")
   stats = pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime")
   stats.print_stats(8)
 
@@ -186,7 +189,23 @@ def _breakdown(asset_dir, size, games) -> None:
 
   def whole():
     for clip in clips:
-      clip.render(range(clip.game.num_frames))
+      clip.render(range(clip.game.num_frames), "fast")
+
+  def whole_compiled():
+    for clip in clips:
+      clip.render(range(clip.game.num_frames), "compiled")
+
+  from mmvid_jax.data import mugen_compiled
+  calls, kernel = [], mugen_compiled.paint_clip
+  mugen_compiled.paint_clip = lambda *a: (calls.append(a), kernel(*a))[1]
+  try:
+    whole_compiled()
+  finally:
+    mugen_compiled.paint_clip = kernel
+
+  def kernel_only():  # The recorded calls again, into the same (already touched) arrays.
+    for a in calls:
+      kernel(*a)
 
   opaque = lambda cell: cell[2] is not None and cell[3] is None  # a tile with no mask
   parts = {
@@ -197,8 +216,10 @@ def _breakdown(asset_dir, size, games) -> None:
       "... with the masked tiles and lava only": paint_with(lambda cell: not opaque(cell)),
       "Pillow -> numpy (tobytes + copy)": _best_us_per_frame(pack, frames),
       "a fresh output array's first fill": _best_us_per_frame(fresh_output, frames),
+      "compiled: whole render": _best_us_per_frame(whole_compiled, frames),
+      "compiled: its numba kernel alone": _best_us_per_frame(kernel_only, frames),
   }
-  print(f"  {size:4d} px  fast painter, CPU us per frame: " +
+  print(f"  {size:4d} px  CPU us per frame: " +
         "; ".join(f"{name} {value:.1f}" for name, value in parts.items()))
 
 
@@ -207,7 +228,7 @@ def _clip_rates(asset_dir, size, games, count, step):
   indices = step * np.arange(count)
   renderers = _renderers(asset_dir, size)
   rates = {}
-  for method in ("mugen", "fast"):
+  for method in ("mugen", "fast", "compiled"):
     for text in texts:  # A long-running worker has scaled every sprite it needs.
       _render(renderers, method, mugen_game.parse_game(json.loads(text)), indices)
     start = time.process_time()
@@ -251,9 +272,9 @@ def main():
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--sampling", default="16x6,32x3", help="num_frames x frame_step list")
   parser.add_argument("--no_lava", action="store_true", help="also time lava-free clips")
-  parser.add_argument("--profile", action="store_true", help="cProfile the fast painter")
+  parser.add_argument("--profile", action="store_true", help="cProfile the compiled painter")
   parser.add_argument("--breakdown", action="store_true",
-                      help="CPU time per frame of the fast painter's parts")
+                      help="CPU time per frame of the fast and compiled painters' parts")
   parser.add_argument("--tfds_size", action="store_true", help="TFDS bytes on disk per clip")
   args = parser.parse_args()
   asset_dir = args.asset_dir
@@ -275,12 +296,13 @@ def main():
   for size in sizes:
     for label, clips in variants:
       rates, outputs = _frame_rates(asset_dir, size, clips, args.repeats)
-      for method in ("mugen", "direct", "fast"):
+      for method in ("mugen", "direct", "fast", "compiled"):
         for a, b in zip(outputs[method], outputs["reference"]):
           np.testing.assert_array_equal(a, b)
       print(f"  {size:4d} px  {label:7s} " + ", ".join(
-          f"{m} {rates[m]:.0f}" for m in METHODS) + " frames/s; fast / reference = "
-            f"{rates['fast'] / rates['reference']:.1f}x, fast / mugen = "
+          f"{m} {rates[m]:.0f}" for m in METHODS) + " frames/s; compiled / reference = "
+            f"{rates['compiled'] / rates['reference']:.1f}x, compiled / mugen = "
+            f"{rates['compiled'] / rates['mugen']:.1f}x, fast / mugen = "
             f"{rates['fast'] / rates['mugen']:.1f}x (pixels identical)")
     if args.profile:
       _profile(asset_dir, size, games)
@@ -290,7 +312,8 @@ def main():
       rates = _clip_rates(asset_dir, size, games, count, step)
       print(f"  {size:4d} px  {count} frames at step {step} per clip: " + ", ".join(
           f"{label} {rate:.1f} clips/s" for label, rate in rates.items()) +
-            f" -> fast / mugen = {rates['fast'] / rates['mugen']:.1f}x")
+            f" -> compiled / mugen = {rates['compiled'] / rates['mugen']:.1f}x, fast / mugen = "
+            f"{rates['fast'] / rates['mugen']:.1f}x")
   if args.tfds_size:
     _tfds_sizes(asset_dir, sizes, samplings)
 

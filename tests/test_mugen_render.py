@@ -47,16 +47,56 @@ def test_blend_matches_pillow_paste():
                                 np.asarray(image))
 
 
+def test_compiled_paste_is_pillow_paste_with_clipping():
+  """The compiled kernel's runs (copy, blend, skip) against Pillow's paste, for sprites with
+  every kind of alpha, opaque ones, and boxes hanging off each edge of the frame."""
+  from mmvid_jax.data import mugen_compiled
+  rng = np.random.default_rng(1)
+  alpha = rng.integers(0, 256, (9, 7), dtype=np.uint8)
+  alpha[:3] = 255  # Opaque runs,
+  alpha[3:5, 2:] = 0  # transparent runs,
+  alpha[6, :] = rng.choice([0, 255], 7)  # and single pixels of each kind.
+  rgba = np.concatenate([rng.integers(0, 256, (9, 7, 3), dtype=np.uint8), alpha[..., None]], -1)
+  opaque = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+  sprites = [mugen_sprites.Sprite(Image.fromarray(rgba, "RGBA")),
+             mugen_sprites.Sprite(Image.fromarray(opaque))]
+  atlas = mugen_compiled.SpriteAtlas()
+  ids = [atlas.index(sprite) for sprite in sprites]
+  assert ids == [0, 1] and atlas.index(sprites[0]) == 0
+  runs = mugen_compiled.sprite_segments(alpha, 7, 9)
+  assert runs[:, 0].tolist() == sorted(runs[:, 0].tolist())
+  covered = np.zeros((9, 7), int)
+  for row, x0, x1, kind in runs:
+    covered[row, x0:x1] += 1
+    expected = 255 if kind == mugen_compiled.COPY else None
+    assert (alpha[row, x0:x1] == expected).all() if expected else \
+        ((alpha[row, x0:x1] > 0) & (alpha[row, x0:x1] < 255)).all()
+  np.testing.assert_array_equal(covered, (alpha > 0).astype(int))  # Alpha 0 left out.
+  frame = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+  for left, top in ((-3, -4), (8, 7), (2, 1), (-6, 10), (11, -8), (20, 0)):
+    for sprite, index in zip(sprites, ids):
+      image = Image.fromarray(frame)
+      w, h = sprite.size
+      mask = sprite.image if sprite.mask is not None else None
+      image.paste(sprite.image, (left, top, left + w, top + h), mask)
+      ours = frame.copy()
+      mugen_compiled._paste(ours.reshape(12, 36), *atlas.arrays(), index, left, top)
+      np.testing.assert_array_equal(ours, np.asarray(image), err_msg=f"{index} at {left, top}")
+
+
 @pytest.mark.parametrize("size", [37, 64, 128])
 @pytest.mark.parametrize("kwargs", [{}, {"world": 1, "killed": True, "monster_dies": True},
                                     {"power_up": True, "num_frames": 4}])
-def test_fast_and_direct_paint_exactly_the_reference(asset_dir, size, kwargs):
+def test_every_painter_paints_exactly_the_reference(asset_dir, size, kwargs):
   clip = _clip(asset_dir, size, **kwargs)
   frames = range(clip.game.num_frames)
   reference = clip.render(frames, "reference")
   assert reference.shape == (len(frames), size, size, 3) and reference.dtype == np.uint8
-  np.testing.assert_array_equal(clip.render(frames, "direct"), reference)
-  np.testing.assert_array_equal(clip.render(frames, "fast"), reference)
+  for method in ("direct", "fast", "compiled"):
+    np.testing.assert_array_equal(clip.render(frames, method), reference, err_msg=method)
+  # Any frame order and subset, with repeats (the clip's tables are built once).
+  picked = [3, 0, 3, clip.game.num_frames - 1]
+  np.testing.assert_array_equal(clip.render(picked, "compiled"), reference[picked])
 
 
 def test_opaque_rgba_sprites_and_a_short_background_paint_exactly(tmp_path):
@@ -74,14 +114,16 @@ def test_opaque_rgba_sprites_and_a_short_background_paint_exactly(tmp_path):
   clip = mugen_render.MugenRenderer(assets, 64).clip(game)
   frames = range(game.num_frames)
   assert clip.sprites.get("kenney/Tiles/lava.png", (8, 8)).mask is None  # Opaque: unmasked.
-  np.testing.assert_array_equal(clip.render(frames, "fast"), clip.render(frames, "reference"))
+  for method in ("fast", "compiled"):
+    np.testing.assert_array_equal(clip.render(frames, method), clip.render(frames, "reference"))
   game.bgzoom = 10.0  # Parallax so strong that the background misses part of frames 0-1.
   clip = mugen_render.MugenRenderer(assets, 64).clip(game)
   backwards = frames[::-1]  # Covered frames first, then the reused image must be cleared.
   reference = clip.render(backwards, "reference")
   black = (reference == 0).all(-1).sum(axis=(1, 2))
   assert black[0] == 0 and black[-1] > 0
-  np.testing.assert_array_equal(clip.render(backwards, "fast"), reference)
+  for method in ("fast", "compiled"):
+    np.testing.assert_array_equal(clip.render(backwards, method), reference)
 
 
 def test_agent_pixels_where_the_state_puts_it(asset_dir):

@@ -3,15 +3,19 @@
 Geometry, poses and rounding follow MUGEN's reference renderer: tile size
 `k = zoom * R / maze_w`, a camera that follows the agent horizontally only, a parallax
 background, scrolling lava, eaten coins left out, shrinking dead monsters, a fading killed
-agent and the power-up shield. Three painters give identical pixels:
+agent and the power-up shield. Four painters give identical pixels:
 
 - `reference`: the reference algorithm (Pillow `paste` of every visible tile, every frame);
 - `direct`: the same per-tile painting with numpy (exact Pillow blending, `mugen_sprites`);
-- `fast` (default): the same Pillow pastes in the same order, with the per-tile Python work
-  moved out of the frame loop: sprites scaled once per resolution and looked up per cell once
-  per clip, the maze's rows pre-sorted so a frame only walks the cells on screen, the lava
-  halves' float geometry and the background tiling recomputed without the generic rectangle
-  helpers, Pillow's C paste called directly, frames written into one preallocated array.
+- `fast`: the same Pillow pastes in the same order, with the per-tile Python work moved out
+  of the frame loop: sprites scaled once per resolution and looked up per cell once per clip,
+  the maze's rows pre-sorted so a frame only walks the cells on screen, the lava halves' float
+  geometry and the background tiling recomputed without the generic rectangle helpers,
+  Pillow's C paste called directly, frames written into one preallocated array;
+- `compiled` (default): the fast painter's tables, but the camera, the visible cells and
+  every pixel of a clip's frames done by one numba call (`mugen_compiled.paint_clip`) that
+  paints straight into the output with Pillow's integer blend; no Pillow image, no copy out
+  of it. Python keeps the characters and the lava halves (a few items per frame).
 
 Why not a pre-drawn maze cropped per frame (built, exact, and measured: docs/mugen.md): the
 background scrolls at 0.4x the maze's speed, so the pre-drawn maze has to be composited over
@@ -30,7 +34,7 @@ from mmvid_jax.data import mugen_game as mg
 from mmvid_jax.data.mugen_sprites import (SpriteCache, integer_rect, intersect, out_of_bounds,
                                           paste)
 
-METHODS = ("fast", "direct", "reference")
+METHODS = ("compiled", "fast", "direct", "reference")
 
 
 def _paste_core(core, sprite, left: int, top: int) -> None:
@@ -63,6 +67,7 @@ class ClipRenderer:
     self._cell_eatable = [c in eaten or game.maze[c[1]][c[0]] in (mg.COIN, mg.GEM)
                           for c in cells]
     self._rows = None  # Per screen row, its cells and sprites: loaded on the first fast frame.
+    self._compiled = None  # The same as flat arrays, for the compiled painter.
     self._lava_sources = {}
     self._background = None
     self._lava_pieces_cache = {}
@@ -246,18 +251,13 @@ class ClipRenderer:
       self._load_rows()
     frame = self.game.frames[index]
     dx, k, size = self.camera_dx(frame), self.k, self.size
-    (w, h), side = self._tile_size, k + .5 + .2
+    w, h = self._tile_size
     core = image.im
     if not self._paste_background(core, dx):
       image.paste((0, 0, 0), (0, 0, size, size))
       self._paste_background(core, dx)
-    ix, iy = int(frame.agent.x + .5), int(frame.agent.y + .5)
-    # Columns the reference visits: within the radius and not out of bounds (lefts grow with x).
-    first, last = max(ix - self.radius, 0), min(ix + self.radius, self.game.maze_w - 1)
-    while first <= last and k * first + dx - 0.1 + side < 0:
-      first += 1
-    while last >= first and k * last + dx - 0.1 > size:
-      last -= 1
+    iy = int(frame.agent.y + .5)
+    first, last = self._visible_columns(frame, dx)
     eaten, state_time = frame.coins_eaten, frame.state_time
     for y, top, xs, cells in self._rows:
       if abs(y - iy) > self.radius:
@@ -267,12 +267,11 @@ class ClipRenderer:
         if eatable and (x, y) in eaten:
           continue
         if tile is None:  # Lava.
-          for piece, piece_mask, left, piece_top, pw, ph in self._lava_pieces(char, x, y, dx,
-                                                                              state_time):
-            if piece_mask is None:
-              core.paste(piece, (left, piece_top, left + pw, piece_top + ph))
+          for piece, left, piece_top, pw, ph in self._lava_pieces(char, x, y, dx, state_time):
+            if piece.mask is None:
+              core.paste(piece.core, (left, piece_top, left + pw, piece_top + ph))
             else:
-              core.paste(piece, (left, piece_top, left + pw, piece_top + ph), piece_mask)
+              core.paste(piece.core, (left, piece_top, left + pw, piece_top + ph), piece.mask)
           continue
         left = math.floor(k * x + dx - 0.1)
         if mask is None:
@@ -281,6 +280,99 @@ class ClipRenderer:
           core.paste(tile, (left, top, left + w, top + h), mask)
     for sprite, left, top in self.character_items(frame, dx):
       _paste_core(core, sprite, left, top)
+
+  def _visible_columns(self, frame, dx) -> tuple[int, int]:
+    """The maze columns the reference visits: within the radius of the agent and not out of
+    bounds (a cell's left grows with x)."""
+    k, size, side = self.k, self.size, self.k + .5 + .2
+    ix = int(frame.agent.x + .5)
+    first, last = max(ix - self.radius, 0), min(ix + self.radius, self.game.maze_w - 1)
+    while first <= last and k * first + dx - 0.1 + side < 0:
+      first += 1
+    while last >= first and k * last + dx - 0.1 > size:
+      last -= 1
+    return first, last
+
+  def _load_compiled(self) -> None:
+    """The maze on screen as flat arrays for `mugen_compiled.paint_clip`: per row its y, top
+    and first cell; per cell its x, sprite id (-1: lava) and column in the eaten table."""
+    if self._rows is None:
+      self._load_rows()
+    atlas = self.sprites.atlas
+    w, h = self._tile_size
+    ids = {}
+    for char in sorted(set(self._cell_chars) - set(mg.LAVA_TILES)):
+      ids[char] = atlas.index(self.sprites.get(mg.tile_sprite(self.game, char), self.tile_load,
+                                               paint_size=(w, h)))
+    row_y, row_top, row_start, cell_x, cell_sprite, cell_eaten = [], [], [0], [], [], []
+    self._eatable_cells = []  # (x, y) per column of the eaten table.
+    self._lava_cells = []  # (cell index, x, y, char, eatable).
+    for y, top, _, cells in self._rows:
+      for x, char, _, _, eatable in cells:
+        if char in mg.LAVA_TILES:
+          self._lava_cells.append((len(cell_x), x, y, char, eatable))
+        cell_eaten.append(len(self._eatable_cells) if eatable else -1)
+        if eatable:
+          self._eatable_cells.append((x, y))
+        cell_x.append(x)
+        cell_sprite.append(ids.get(char, -1))
+      row_y.append(y)
+      row_top.append(top)
+      row_start.append(len(cell_x))
+    as_int = lambda values: np.array(values, np.int64)
+    self._compiled = tuple(as_int(v) for v in (row_y, row_top, row_start, cell_x, cell_sprite,
+                                               cell_eaten))
+
+  def _render_compiled(self, indices, out: np.ndarray) -> None:
+    """Frames `indices` painted into `out` ([T, R, R, 3]) by one compiled call, pixel for pixel
+    the reference's: `mugen_compiled.paint_clip` does the camera, the visible cells and every
+    pixel; Python gathers the characters and, on clips with lava, the lava pieces."""
+    from mmvid_jax.data import mugen_compiled  # numba: imported only by this painter.
+    if self._compiled is None:  # Tiles first: the same first missing sprite as `fast`.
+      self._load_compiled()
+    if self._background is None:
+      self._prepare_background()
+    atlas = self.sprites.atlas
+    game, frames = self.game, [self.game.frames[i] for i in indices]
+    n = len(frames)
+    eaten = np.zeros((n, max(len(self._eatable_cells), 1)), np.bool_)
+    lava = ([0], [], [], [], [])  # start per frame; cell, sprite, left, top per piece.
+    extra = ([0], [], [], [])  # start per frame; sprite, left, top per item.
+    for f, frame in enumerate(frames):
+      dx = self.camera_dx(frame)
+      if frame.coins_eaten:
+        for column, cell in enumerate(self._eatable_cells):
+          if cell in frame.coins_eaten:
+            eaten[f, column] = True
+      if self._lava_cells:
+        iy = int(frame.agent.y + .5)
+        first, last = self._visible_columns(frame, dx)
+        for cell, x, y, char, eatable in self._lava_cells:
+          if (abs(y - iy) <= self.radius and first <= x <= last
+              and not (eatable and (x, y) in frame.coins_eaten)):
+            for sprite, left, top, _, _ in self._lava_pieces(char, x, y, dx, frame.state_time):
+              lava[1].append(cell)
+              lava[2].append(atlas.index(sprite))
+              lava[3].append(left)
+              lava[4].append(top)
+        lava[0].append(len(lava[1]))
+      else:
+        lava[0].append(0)
+      for sprite, left, top in self.character_items(frame, dx):
+        extra[1].append(atlas.index(sprite))
+        extra[2].append(left)
+        extra[3].append(top)
+      extra[0].append(len(extra[1]))
+    as_int = lambda values: np.array(values, np.int64)
+    background = self._background.rgb
+    mugen_compiled.paint_clip(
+        out.reshape(n, self.size, self.size * 3), *atlas.arrays(),
+        background.reshape(background.shape[0], -1), as_int(self._background_tops),
+        float(self.size * game.zoom), self.center, float(game.bgzoom), game.maze_h,
+        self._background_rows_covered, *self._compiled,
+        np.array([fr.agent.x for fr in frames], np.float64),
+        np.array([fr.agent.y for fr in frames], np.float64), self.radius, game.maze_w,
+        float(self.k), eaten, *(as_int(v) for v in lava), *(as_int(v) for v in extra))
 
   def _prepare_background(self) -> None:
     game, size = self.game, self.size
@@ -299,14 +391,14 @@ class ClipRenderer:
         rows = max(rows, top + self._background.size[1])
     self._background_rows_covered = rows >= size
 
-  def _paste_background(self, core, dx) -> bool:
-    """`background_items` pasted (opaque) onto an image core, without its per-tile Python.
-    Returns whether they covered the whole frame."""
+  def _background_lefts(self, dx):
+    """The lefts of `background_items`' columns (each pasted at every top in
+    `_background_tops`), without its per-tile Python, and whether they cover the frame."""
     game, size, zoom = self.game, self.size, self.size * self.game.zoom
     if self._background is None:
       self._prepare_background()
-    source = self._background.image.im
-    width, height = self._background.size
+    width = self._background.size[0]
+    lefts = []
     covered = 0  # Columns [0, covered) covered so far (tiles are pasted left to right).
     for tile_x in range(-1, 3):
       left = (zoom * tile_x + self.center + game.bgzoom * (dx + self.k * game.maze_h / 2)
@@ -314,11 +406,21 @@ class ClipRenderer:
       if left + zoom < 0 or left > size:
         continue
       left = math.floor(left)
-      for top in self._background_tops:
-        core.paste(source, (left, top, left + width, top + height))
+      lefts.append(left)
       if left <= covered:
         covered = max(covered, left + width)
-    return self._background_rows_covered and covered >= size
+    return lefts, self._background_rows_covered and covered >= size
+
+  def _paste_background(self, core, dx) -> bool:
+    """`background_items` pasted (opaque) onto an image core. Returns whether they covered
+    the whole frame."""
+    lefts, covered = self._background_lefts(dx)
+    source = self._background.image.im
+    width, height = self._background.size
+    for left in lefts:
+      for top in self._background_tops:
+        core.paste(source, (left, top, left + width, top + height))
+    return covered
 
   def _lava_pieces(self, char, x, y, dx, state_time):
     """`tile_items` for a lava cell: the same float geometry, sprites looked up once."""
@@ -339,19 +441,22 @@ class ClipRenderer:
       if w <= 0 or h <= 0:
         continue
       key = (path, crop, w, h)
-      entry = self._lava_pieces_cache.get(key)
-      if entry is None:
+      sprite = self._lava_pieces_cache.get(key)
+      if sprite is None:
         sprite = self.sprites.get(path, None, crop=crop, paint_size=(w, h))
-        entry = (sprite.core, sprite.mask)
-        self._lava_pieces_cache[key] = entry
-      pieces.append((entry[0], entry[1], left, top, w, h))
+        self._lava_pieces_cache[key] = sprite
+      pieces.append((sprite, left, top, w, h))
     return pieces
 
-  def render(self, frame_indices, method: str = "fast") -> np.ndarray:
+  def render(self, frame_indices, method: str = "compiled") -> np.ndarray:
     if method not in METHODS:
       raise ValueError(f"unknown render method {method!r}; choose one of {METHODS}")
     indices = [int(i) for i in frame_indices]
     out = np.empty((len(indices), self.size, self.size, 3), np.uint8)
+    if method == "compiled":
+      if indices:
+        self._render_compiled(indices, out)
+      return out
     image = Image.new("RGB", (self.size, self.size))
     for position, index in enumerate(indices):
       if method == "fast":
@@ -375,6 +480,6 @@ class MugenRenderer:
   def clip(self, game: mg.Game) -> ClipRenderer:
     return ClipRenderer(game, self.image_size, self.sprites)
 
-  def render(self, game: mg.Game, frame_indices, method: str = "fast") -> np.ndarray:
+  def render(self, game: mg.Game, frame_indices, method: str = "compiled") -> np.ndarray:
     """uint8 [len(frame_indices), R, R, 3]."""
     return self.clip(game).render(frame_indices, method)

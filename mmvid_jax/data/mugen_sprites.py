@@ -20,7 +20,8 @@ from mmvid_jax.errors import UserError
 class Sprite:
   """A scaled sprite: Pillow image, its RGB pixels and its alpha (None when opaque)."""
 
-  __slots__ = ("image", "rgb", "alpha", "inverse", "premultiplied", "core", "mask")
+  __slots__ = ("image", "rgb", "alpha", "inverse", "premultiplied", "core", "mask",
+               "atlas_index")
 
   def __init__(self, image: Image.Image):
     self.image = image
@@ -41,6 +42,7 @@ class Sprite:
     self.core = image.im
     opaque = self.alpha is None or bool(self.alpha.min() == 255)
     self.mask = None if opaque else self.core
+    self.atlas_index = -1  # Its id in the compiled painter's `SpriteAtlas`, once it has one.
 
   @property
   def size(self) -> tuple[int, int]:
@@ -82,6 +84,15 @@ class SpriteCache:
     self.asset_dir = asset_dir
     self._originals: dict[str, Image.Image] = {}
     self._sprites: dict[tuple, Sprite] = {}
+    self._atlas = None
+
+  @property
+  def atlas(self):
+    """The compiled painter's flattened copy of the sprites it has used (built on demand)."""
+    if self._atlas is None:
+      from mmvid_jax.data.mugen_compiled import SpriteAtlas  # numba: only when used.
+      self._atlas = SpriteAtlas()
+    return self._atlas
 
   def original(self, relative_path: str, fallback: str | None = None) -> Image.Image:
     key = relative_path
