@@ -296,3 +296,14 @@ def test_benchmark_mugen_procedure_paints_the_reference_and_rescales_per_frame(a
   assert keys and all(crop is None and paint is None and fade == 0
                       for _, _, _, crop, paint, fade, _ in keys)
   assert any(key[3] is not None for key in renderers["reference"].sprites._sprites)
+
+
+def test_without_numba_the_pillow_painter_renders_and_compiled_says_how_to_fix(asset_dir,
+                                                                              monkeypatch):
+  clip = _clip(asset_dir, 32)
+  expected = clip.render(range(3), "reference")
+  monkeypatch.setattr(mugen_render, "_numba_available", lambda: False)
+  with pytest.raises(UserError, match="needs numba.*--method=fast"):
+    clip.render(range(3), "compiled")
+  monkeypatch.setattr(mugen_render, "DEFAULT_METHOD", "fast")
+  np.testing.assert_array_equal(clip.render(range(3)), expected)

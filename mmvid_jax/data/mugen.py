@@ -30,7 +30,7 @@ MUGEN_FPS = 30
 
 def render_clip(game_json: str, asset_dir: str, image_size: int, start: int = 0,
                 num_frames: int | None = None, frame_step: int = 1,
-                method: str = "compiled") -> np.ndarray:
+                method: str | None = None) -> np.ndarray:
   """Frames start, start + frame_step, ... of a game-state file: uint8 [T, R, R, 3].
 
   `num_frames=None` renders every frame from `start` on.
@@ -152,8 +152,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="frames to render (default: all from --start)")
   render.add_argument("--frame_step", type=int, default=1, help="take every S-th frame")
   render.add_argument("--out", required=True, help="output file: .mp4, .gif or .npy")
-  render.add_argument("--method", default="compiled", choices=mugen_render.METHODS,
-                      help="painter (all give identical pixels; compiled is the quickest)")
+  render.add_argument("--method", default=mugen_render.DEFAULT_METHOD,
+                      choices=mugen_render.METHODS,
+                      help="painter (all give identical pixels; compiled, the default where "
+                      "numba is installed, is the quickest)")
   return parser
 
 

@@ -31,10 +31,23 @@ from PIL import Image
 import bisect
 
 from mmvid_jax.data import mugen_game as mg
+from mmvid_jax.errors import UserError
 from mmvid_jax.data.mugen_sprites import (SpriteCache, integer_rect, intersect, out_of_bounds,
                                           paste)
 
 METHODS = ("compiled", "fast", "direct", "reference")
+
+
+def _numba_available() -> bool:
+  try:
+    import numba  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+# `compiled` needs numba (requirements.txt); where it cannot be installed, the Pillow painter.
+DEFAULT_METHOD = "compiled" if _numba_available() else "fast"
 
 
 def _paste_core(core, sprite, left: int, top: int) -> None:
@@ -448,9 +461,14 @@ class ClipRenderer:
       pieces.append((sprite, left, top, w, h))
     return pieces
 
-  def render(self, frame_indices, method: str = "compiled") -> np.ndarray:
+  def render(self, frame_indices, method: str | None = None) -> np.ndarray:
+    method = method or DEFAULT_METHOD
     if method not in METHODS:
       raise ValueError(f"unknown render method {method!r}; choose one of {METHODS}")
+    if method == "compiled" and not _numba_available():
+      raise UserError("the compiled MUGEN painter needs numba, which is not installed. Fix: "
+                      "`pip install -r requirements.txt` (numba), or render with --method=fast "
+                      "(same pixels, 2-3x slower).")
     indices = [int(i) for i in frame_indices]
     out = np.empty((len(indices), self.size, self.size, 3), np.uint8)
     if method == "compiled":
@@ -480,6 +498,6 @@ class MugenRenderer:
   def clip(self, game: mg.Game) -> ClipRenderer:
     return ClipRenderer(game, self.image_size, self.sprites)
 
-  def render(self, game: mg.Game, frame_indices, method: str = "compiled") -> np.ndarray:
+  def render(self, game: mg.Game, frame_indices, method: str | None = None) -> np.ndarray:
     """uint8 [len(frame_indices), R, R, 3]."""
     return self.clip(game).render(frame_indices, method)
