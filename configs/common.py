@@ -169,6 +169,9 @@ def transformer_section(tiny: bool) -> ml_collections.ConfigDict:
   tr.warmup_steps = 5 if tiny else 50
   tr.min_learning_rate = 1e-6
   tr.grad_clip_norm = 1.0
+  # Not in MMVID: validation and the export use a moving average of the parameters with this
+  # decay (0 = off: the last parameters, as MMVID). docs/transformer.md, "Parameter average".
+  tr.ema_decay = 0.0
   tr.log_every = 10 if tiny else 50
   tr.eval_every = 30 if tiny else 200
   tr.checkpoint_every = 30 if tiny else 200

@@ -179,6 +179,8 @@ MEANINGS = {
     "transformer.warmup_steps": "learning-rate warm-up steps",
     "transformer.min_learning_rate": "final learning rate of the decay",
     "transformer.grad_clip_norm": "global gradient-norm clip (0 = off)",
+    "transformer.ema_decay": "not in MMVID: decay of a moving average of the parameters that "
+                             "validation and the export use (0 = off: the last parameters)",
     "transformer.log_every": "steps between progress lines and TensorBoard scalars",
     "transformer.eval_every": "steps between evaluations (generated videos to TensorBoard)",
     "transformer.checkpoint_every": "steps between checkpoints",

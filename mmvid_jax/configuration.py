@@ -334,6 +334,10 @@ def _check_transformer(config: ml_collections.ConfigDict) -> None:
   if not 0 <= low <= high <= 1:
     raise ConfigError("transformer.msm_bernoulli_keep", f"({low}, {high}) is not a range of "
                       "probabilities", "use 0 <= a <= b <= 1, e.g. (0.2, 0.2)")
+  ema = tr.get("ema_decay", 0.0)
+  if not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0:
+    raise ConfigError("transformer.ema_decay", f"{ema!r} is not a decay in [0, 1)",
+                      "use 0 (off) or e.g. 0.99")
   preserve = float(tr.get("msm_preserve_prob", 0.0))
   if not 0 <= preserve <= 1:
     raise ConfigError("transformer.msm_preserve_prob", f"{preserve} is not a probability",

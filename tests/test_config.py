@@ -38,6 +38,7 @@ def test_unknown_variant():
     ("data.frame_step", 5, "config.data.frame_step"),
     ("data.motion_grid", -2, "config.data.motion_grid: must be a whole number"),
     ("data.motion_grid", 12, "config.data.motion_grid: a 12-pixel grid leaves the largest objects 1"),
+    ("transformer.ema_decay", 1.0, "config.transformer.ema_decay: 1.0 is not a decay in"),
 ])
 def test_bad_values_name_key_and_fix(key, value, match):
   config = load("shapes", "tiny")

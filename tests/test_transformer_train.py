@@ -261,3 +261,32 @@ def test_vid_skip_identical_drops_pairs_the_model_cannot_tell_apart():
   for other in scores[1:]:
     for key in ("msm_loss", "vid_loss", "rel_loss"):
       np.testing.assert_allclose(scores[0][key], other[key], rtol=1e-6, err_msg=key)
+
+
+def test_parameter_average_tracks_the_updates_and_is_what_evaluation_uses():
+  tr = tr_config(negatives="split", ema_decay=0.5)
+  model = make_model(tr, LAYOUT)
+  settings = step_lib.settings_from_config(tr)
+  tx = step_lib.build_optimizer(tr, 100)
+  mesh = mesh_lib.make_mesh({"data": 1}, jax.devices()[:1])
+  state = make_state(model, tx, mesh)
+  start = jax.device_get(state.params)
+  average = jax.device_get(step_lib.evaluation_params(state))
+  jax.tree_util.tree_map(np.testing.assert_array_equal, average, start)  # Starts at the params.
+  step = jitted_step(model, settings, state, mesh, tr)
+  batch = mesh_lib.shard_batch(moving_square_batch(), mesh)
+  expected = start
+  for t in range(3):
+    state, _ = step(state, batch, (TOKENIZER, None))
+    params = jax.device_get(state.params)
+    rate = 1 - min(0.5, (1 + t) / (10 + t))  # The decay's warm-up, then 0.5.
+    expected = jax.tree_util.tree_map(lambda e, p: e + rate * (p - e), expected, params)
+  average = jax.device_get(step_lib.evaluation_params(state))
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                         average, expected)
+  changed = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+      lambda a, p, s: bool(np.any(a != p)) and bool(np.any(a != s)), average, params, start))
+  assert any(changed)  # Neither the last parameters nor the start.
+  # Without the average, evaluation reads the parameters themselves.
+  plain = make_state(model, step_lib.build_optimizer(tr_config(), 100), mesh)
+  assert step_lib.evaluation_params(plain) is plain.params

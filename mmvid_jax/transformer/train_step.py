@@ -11,7 +11,7 @@ Per MMVID step (spec §4.1), everything random comes from `fold_in(base_key, ste
 """
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 from flax import struct
 import jax
@@ -80,12 +80,53 @@ def build_schedule(tr, total_steps: int):
                               int(tr.warmup_steps), total_steps, float(tr.min_learning_rate))
 
 
+class ParamsEmaState(NamedTuple):
+  count: jax.Array
+  ema: Any
+
+
+def params_ema(decay: float) -> optax.GradientTransformation:
+  """Passes the updates through and keeps an exponential moving average of the parameters
+  they produce. It lives in the optimizer state, so it is checkpointed, restored and sharded
+  like Adam's moments. The decay warms up as min(decay, (1 + t) / (10 + t)): early on the
+  average follows the parameters instead of remembering their random start."""
+
+  def init_fn(params):
+    return ParamsEmaState(count=jnp.zeros((), jnp.int32),
+                          ema=jax.tree_util.tree_map(lambda p: p.astype(jnp.float32), params))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("params_ema needs the parameters: call tx.update(grads, state, params)")
+    t = state.count.astype(jnp.float32)
+    rate = 1.0 - jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+    ema = jax.tree_util.tree_map(lambda e, p, u: e + rate * (p + u - e), state.ema, params,
+                                 updates)
+    return updates, ParamsEmaState(count=state.count + 1, ema=ema)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def build_optimizer(tr, total_steps: int) -> optax.GradientTransformation:
-  """Adam(0.9, 0.999, 1e-8) with global-norm clipping and the configured schedule."""
+  """Adam(0.9, 0.999, 1e-8) with global-norm clipping and the configured schedule, plus the
+  parameters' moving average when `transformer.ema_decay` > 0."""
   schedule = build_schedule(tr, total_steps)
-  return optax.chain(optax.clip_by_global_norm(float(tr.grad_clip_norm)),
-                     optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
-                     optax.scale_by_learning_rate(schedule))
+  parts = [optax.clip_by_global_norm(float(tr.grad_clip_norm)),
+           optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
+           optax.scale_by_learning_rate(schedule)]
+  decay = float(tr.get("ema_decay", 0.0))
+  if decay > 0:
+    parts.append(params_ema(decay))
+  return optax.chain(*parts)
+
+
+def evaluation_params(state: TrainState):
+  """The parameters validation scores and the export keeps: the moving average when the
+  optimizer keeps one (`transformer.ema_decay` > 0), the trained parameters otherwise."""
+  for part in state.opt_state if isinstance(state.opt_state, tuple) else ():
+    if isinstance(part, ParamsEmaState):
+      return part.ema
+  return state.params
 
 
 def video_to_float(video: jax.Array) -> jax.Array:

@@ -163,8 +163,8 @@ def train(config, workdir: str, tokenizer) -> api.TransformerBundle:
 
   def eval_fn(state, step):
     del step
-    return _evaluate(eval_step, state.params, frozen, config, workdir, mesh,
-                     int(tr.get("num_eval_batches", 4)), eval_seed)
+    return _evaluate(eval_step, step_lib.evaluation_params(state), frozen, config, workdir,
+                     mesh, int(tr.get("num_eval_batches", 4)), eval_seed)
 
   batches = data_pipeline.make_dataset(config, "train", workdir, batch_size=int(tr.batch_size),
                                        deterministic=False, start_step=start_step)
@@ -175,7 +175,7 @@ def train(config, workdir: str, tokenizer) -> api.TransformerBundle:
                    eval_fn=eval_fn, examples_per_step=int(tr.batch_size),
                    tokens_per_step=int(tr.batch_size) * layout.seq_len, config=config)
   checkpointer.close()
-  params = jax.device_get(state.params)
+  params = jax.device_get(step_lib.evaluation_params(state))
   bundle = api.TransformerBundle(params=jax.tree_util.tree_map(np.asarray, params),
                                  text_encoder=text_encoder, layout=layout, model=model,
                                  control_modes=settings.control_modes,
