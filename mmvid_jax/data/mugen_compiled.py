@@ -7,19 +7,23 @@ array by compiled loops that reproduce Pillow's `paste` bit for bit:
 
 - an opaque sprite (no alpha, or alpha 255 everywhere) is copied;
 - an RGBA sprite is blended with its own alpha as the mask, Pillow's integer
-  `DIV255(dst * (255 - a) + src * a)` with `DIV255(v) = ((v + 128) >> 8) + (v + 128)) >> 8`;
+  `DIV255(dst * (255 - a) + src * a)` with `DIV255(v) = (((v + 128) >> 8) + v + 128) >> 8`,
+  run by run: alpha-255 runs copied and alpha-0 runs skipped, where that blend returns the
+  sprite's or the frame's pixel exactly;
 - boxes are clipped to the frame as Pillow clips them.
 
-Python keeps what is O(1) per frame (camera, visible columns, background lefts, the
-characters, lava halves): `mugen_render.ClipRenderer._render_compiled` gathers them for the
-whole clip and calls `paint_clip` once. Sprites live in one `SpriteAtlas` per sprite cache,
-flattened into RGBA rows that the kernel indexes by sprite id.
+The kernel finds each frame's camera, visible columns and background tiles itself, with the
+reference's float expressions. Python keeps the few items per frame that need the sprite
+cache (the characters, the lava halves): `mugen_render.ClipRenderer._render_compiled` gathers
+them for the whole clip and calls `paint_clip` once. Sprites live in one `SpriteAtlas` per
+sprite cache: their pixels flattened into one RGB and one alpha array, and their rows cut into
+runs (`sprite_segments`), all indexed by sprite id.
 """
 
 import numba
 import numpy as np
 
-# numba compiles on first use (~2-4 s per process); `cache=True` keeps the machine code next
+# numba compiles on first use (~1.3 s); `cache=True` keeps the machine code next
 # to this file, so later processes (build workers, input workers) load it instead.
 _JIT = dict(nogil=True, cache=True)
 
@@ -85,12 +89,12 @@ def paint_clip(out, rgb, alpha, offsets, widths, segment_start, segments,
   num_frames, size = out.shape[0], out.shape[1]
   side = k + .5 + .2
   bg_height, bg_width = background.shape[0], background.shape[1] // 3
+  lefts = np.empty(4, np.int64)
   for f in range(num_frames):
     frame = out[f]
     dx = -agent_x[f] * k + center - 0.5 * k
     ix, iy = np.int64(agent_x[f] + .5), np.int64(agent_y[f] + .5)
     # Background columns, as `ClipRenderer._background_lefts` finds them.
-    lefts = np.empty(4, np.int64)
     count, covered = 0, 0
     for tile_x in range(-1, 3):
       left_f = zoom * tile_x + center + bgzoom * (dx + k * maze_h / 2) - zoom * 0.5
@@ -165,7 +169,7 @@ def sprite_segments(alpha: np.ndarray | None, width: int, height: int) -> np.nda
 
 
 class SpriteAtlas:
-  """Every sprite a painter has used, as RGBA rows in one array the kernel indexes by id.
+  """Every sprite the compiled painter has used, flattened into arrays it indexes by id.
 
   Ids are kept on the sprite objects (`Sprite.atlas_index`); the flat arrays are rebuilt
   only after new sprites arrive, which stops once a resolution's poses have all been seen.
