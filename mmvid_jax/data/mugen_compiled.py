@@ -23,6 +23,8 @@ runs (`sprite_segments`), all indexed by sprite id.
 import numba
 import numpy as np
 
+from mmvid_jax.data.mugen_sprites import int64_array
+
 # numba compiles on first use (~1.3 s); `cache=True` keeps the machine code next
 # to this file, so later processes (build workers, input workers) load it instead.
 _JIT = dict(nogil=True, cache=True)
@@ -205,9 +207,8 @@ class SpriteAtlas:
         offsets.append(offset)
         widths.append(width)
         offset += height * width
-      as_int = lambda values: np.array(values, np.int64)
       self._arrays = (np.concatenate(rgbs) if rgbs else np.zeros(0, np.uint8),
                       np.concatenate(alphas) if alphas else np.zeros(0, np.uint8),
-                      as_int(offsets), as_int(widths), as_int(starts),
+                      int64_array(offsets), int64_array(widths), int64_array(starts),
                       np.concatenate(segments) if segments else np.zeros((0, 4), np.int64))
     return self._arrays

@@ -32,8 +32,8 @@ import bisect
 
 from mmvid_jax.data import mugen_game as mg
 from mmvid_jax.errors import UserError
-from mmvid_jax.data.mugen_sprites import (SpriteCache, integer_rect, intersect, out_of_bounds,
-                                          paste)
+from mmvid_jax.data.mugen_sprites import (SpriteCache, int64_array, integer_rect, intersect,
+                                          out_of_bounds, paste)
 
 METHODS = ("compiled", "fast", "direct", "reference")
 
@@ -242,10 +242,11 @@ class ClipRenderer:
     game, size = self.game, self.size
     w, h = integer_rect(self.tile_rect(0, 0, 0.0))[2:]
     self._tile_size = (w, h)
-    cores = {}
+    self._tile_sprites = {}  # Per maze character but lava: its scaled tile.
     for char in sorted(set(self._cell_chars) - set(mg.LAVA_TILES)):  # Same first error every run.
-      sprite = self.sprites.get(mg.tile_sprite(game, char), self.tile_load, paint_size=(w, h))
-      cores[char] = (sprite.core, sprite.mask)
+      self._tile_sprites[char] = self.sprites.get(mg.tile_sprite(game, char), self.tile_load,
+                                                  paint_size=(w, h))
+    cores = {char: (sprite.core, sprite.mask) for char, sprite in self._tile_sprites.items()}
     eatable = dict(zip(zip(self._cell_x.tolist(), self._cell_y.tolist()), self._cell_eatable))
     self._rows = []
     for y in range(game.maze_h):
@@ -312,11 +313,7 @@ class ClipRenderer:
     if self._rows is None:
       self._load_rows()
     atlas = self.sprites.atlas
-    w, h = self._tile_size
-    ids = {}
-    for char in sorted(set(self._cell_chars) - set(mg.LAVA_TILES)):
-      ids[char] = atlas.index(self.sprites.get(mg.tile_sprite(self.game, char), self.tile_load,
-                                               paint_size=(w, h)))
+    ids = {char: atlas.index(sprite) for char, sprite in self._tile_sprites.items()}
     row_y, row_top, row_start, cell_x, cell_sprite, cell_eaten = [], [], [0], [], [], []
     self._eatable_cells = []  # (x, y) per column of the eaten table.
     self._lava_cells = []  # (cell index, x, y, char, eatable).
@@ -332,9 +329,8 @@ class ClipRenderer:
       row_y.append(y)
       row_top.append(top)
       row_start.append(len(cell_x))
-    as_int = lambda values: np.array(values, np.int64)
-    self._compiled = tuple(as_int(v) for v in (row_y, row_top, row_start, cell_x, cell_sprite,
-                                               cell_eaten))
+    self._compiled = tuple(int64_array(v) for v in (row_y, row_top, row_start, cell_x,
+                                                    cell_sprite, cell_eaten))
 
   def _render_compiled(self, indices, out: np.ndarray) -> None:
     """Frames `indices` painted into `out` ([T, R, R, 3]) by one compiled call, pixel for pixel
@@ -376,16 +372,15 @@ class ClipRenderer:
         extra[2].append(left)
         extra[3].append(top)
       extra[0].append(len(extra[1]))
-    as_int = lambda values: np.array(values, np.int64)
     background = self._background.rgb
     mugen_compiled.paint_clip(
         out.reshape(n, self.size, self.size * 3), *atlas.arrays(),
-        background.reshape(background.shape[0], -1), as_int(self._background_tops),
+        background.reshape(background.shape[0], -1), int64_array(self._background_tops),
         float(self.size * game.zoom), self.center, float(game.bgzoom), game.maze_h,
         self._background_rows_covered, *self._compiled,
         np.array([fr.agent.x for fr in frames], np.float64),
         np.array([fr.agent.y for fr in frames], np.float64), self.radius, game.maze_w,
-        float(self.k), eaten, *(as_int(v) for v in lava), *(as_int(v) for v in extra))
+        float(self.k), eaten, *map(int64_array, lava), *map(int64_array, extra))
 
   def _prepare_background(self) -> None:
     game, size = self.game, self.size

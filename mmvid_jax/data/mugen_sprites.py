@@ -158,6 +158,11 @@ def faded(image: Image.Image, fade: int) -> Image.Image:
   return Image.fromarray(pixels.astype(np.uint8))
 
 
+def int64_array(values) -> np.ndarray:
+  """The int64 arrays the compiled painter's tables are made of."""
+  return np.array(values, np.int64)
+
+
 def integer_rect(rect) -> tuple[int, int, int, int]:
   """(x, y, w, h) floats -> floor the corner, ceil the size (the reference's rounding)."""
   return (math.floor(rect[0]), math.floor(rect[1]), math.ceil(rect[2]), math.ceil(rect[3]))
