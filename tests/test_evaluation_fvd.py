@@ -100,3 +100,26 @@ def test_fvd_of_a_set_with_itself_is_zero_and_grows_with_noise():
   d_small = fvd.frechet_distance(real_features, small)
   d_large = fvd.frechet_distance(real_features, large)
   assert 0.0 < d_small < d_large
+
+
+@pytest.mark.parametrize("shape,kernel", [((2, 16, 32, 32, 3), (7, 7, 7)),
+                                          ((1, 15, 33, 30, 3), (7, 7, 7)),
+                                          ((2, 5, 9, 8, 2), (3, 4, 5))])
+def test_space_to_depth_stem_equals_strided_same_convolution(shape, kernel):
+  import jax
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel + (shape[-1], 6))
+  expected = jax.lax.conv_general_dilated(x, w, (2, 2, 2), "SAME",
+                                          dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+  got = fvd.stem_conv_space_to_depth(x, w)
+  assert got.shape == expected.shape
+  np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=2e-4, rtol=1e-5)
+
+
+def test_i3d_features_with_the_fast_stem_equal_the_packages_convolution():
+  videos = np.random.default_rng(0).integers(0, 256, (1, 8, 20, 28, 3)).astype(np.uint8)
+  assert fvd.I3DFeatures(batch_size=1).fast_stem  # the CPU default
+  fast = fvd.I3DFeatures(batch_size=1, fast_stem=True)(videos)
+  plain = fvd.I3DFeatures(batch_size=1, fast_stem=False)(videos)
+  assert np.abs(plain).max() > 0.1
+  np.testing.assert_allclose(fast, plain, atol=1e-3, rtol=1e-4)
