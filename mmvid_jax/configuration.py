@@ -304,11 +304,25 @@ def _check_frame_folder_dataset(config: ml_collections.ConfigDict) -> None:
 
 def _check_transformer(config: ml_collections.ConfigDict) -> None:
   """The transformer section: model shape, objective, masking, controls, text encoder."""
-  from mmvid_jax.transformer import controls as controls_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from mmvid_jax.transformer import code_init
+  from mmvid_jax.transformer import controls as controls_lib
+  from mmvid_jax.transformer import model as model_lib
+  from mmvid_jax.transformer import trainer
+  from mmvid_jax.transformer import video_conv as video_conv_lib
+  # pylint: enable=g-import-not-at-top
   tr = config.transformer
   if tr.width % tr.num_heads:
     raise ConfigError("transformer.num_heads", f"{tr.num_heads} heads do not divide width "
                       f"{tr.width}", "pick a width that is a multiple of num_heads")
+  # The model factory's own checks (initializer, remat policy, rotary head size, video
+  # convolution, code embedding start, dtype), here so a bad value stops the run before the data
+  # and tokenizer stages spend minutes.
+  model_lib.model_kwargs(tr)
+  video_conv_lib.validate(tr.get("video_conv", 0), tr.get("objective", "mmvid"))
+  code_init.validate(str(tr.get("code_embedding_init", "random")))
+  _one_of("transformer", "compute_dtype", tr.get("compute_dtype", "float32"),
+          trainer.COMPUTE_DTYPES)
   _one_of("transformer", "activation", tr.activation, ("quick_gelu", "gelu"))
   _one_of("transformer", "objective", tr.get("objective", "mmvid"), ("mmvid", "artv"))
   _one_of("transformer", "text_encoder", tr.text_encoder,

@@ -39,6 +39,13 @@ def test_unknown_variant():
     ("data.motion_grid", -2, "config.data.motion_grid: must be a whole number"),
     ("data.motion_grid", 12, "config.data.motion_grid: a 12-pixel grid leaves the largest objects 1"),
     ("transformer.ema_decay", 1.0, "config.transformer.ema_decay: 1.0 is not a decay in"),
+    # The model factory's checks run before any stage, not when the transformer stage starts.
+    ("transformer.video_conv", 2, "config.transformer.video_conv: kernel size 2 is not 0 or odd"),
+    ("transformer.rotary", "2d", "config.transformer.rotary: unknown rotary encoding"),
+    ("transformer.dense_init", "xavier", "config.transformer.dense_init: unknown initializer"),
+    ("transformer.remat_policy", "most", "config.transformer.remat_policy: unknown remat"),
+    ("transformer.code_embedding_init", "pca", "config.transformer.code_embedding_init: unknown"),
+    ("transformer.compute_dtype", "float16", "config.transformer.compute_dtype"),
 ])
 def test_bad_values_name_key_and_fix(key, value, match):
   config = load("shapes", "tiny")
