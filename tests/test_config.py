@@ -18,10 +18,21 @@ def load(name, arg=None):
   return module.get_config(arg)
 
 
-@pytest.mark.parametrize("variant", ["default", "tiny", "text_image", "dependent"])
+@pytest.mark.parametrize("variant", ["default", "tiny", "text_image", "dependent", "long"])
 def test_shapes_variants_validate(variant):
   config = load("shapes", variant)
   configuration.validate(config, num_devices=1)
+
+
+def test_shapes_long_is_the_default_with_the_long_run_recipe():
+  default, long = load("shapes", "default"), load("shapes", "long")
+  assert long.data.to_dict() == default.data.to_dict()
+  assert long.tokenizer.to_dict() == default.tokenizer.to_dict()
+  assert long.sample.cfg_scale == default.sample.cfg_scale
+  changed = {key for key, value in long.transformer.items() if default.transformer[key] != value}
+  assert changed == {"num_steps", "eval_every", "checkpoint_every", "video_conv",
+                     "msm_bernoulli_keep"}
+  assert long.transformer.num_steps > 10 * default.transformer.num_steps
 
 
 def test_unknown_variant():
