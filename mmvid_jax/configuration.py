@@ -308,7 +308,6 @@ def _check_transformer(config: ml_collections.ConfigDict) -> None:
   from mmvid_jax.transformer import code_init
   from mmvid_jax.transformer import controls as controls_lib
   from mmvid_jax.transformer import model as model_lib
-  from mmvid_jax.transformer import trainer
   from mmvid_jax.transformer import video_conv as video_conv_lib
   # pylint: enable=g-import-not-at-top
   tr = config.transformer
@@ -322,7 +321,7 @@ def _check_transformer(config: ml_collections.ConfigDict) -> None:
   video_conv_lib.validate(tr.get("video_conv", 0), tr.get("objective", "mmvid"))
   code_init.validate(str(tr.get("code_embedding_init", "random")))
   _one_of("transformer", "compute_dtype", tr.get("compute_dtype", "float32"),
-          trainer.COMPUTE_DTYPES)
+          model_lib.COMPUTE_DTYPES)
   _one_of("transformer", "activation", tr.activation, ("quick_gelu", "gelu"))
   _one_of("transformer", "objective", tr.get("objective", "mmvid"), ("mmvid", "artv"))
   _one_of("transformer", "text_encoder", tr.text_encoder,

@@ -23,6 +23,7 @@ from mmvid_jax.sampling import long_video
 from mmvid_jax.sampling import mask_predict as mask_predict_lib
 from mmvid_jax.sampling import maskgit as maskgit_lib
 from mmvid_jax.sampling import schedules
+from mmvid_jax.transformer import model as model_lib
 
 DECODERS = ("mask_predict", "maskgit", "ar")
 
@@ -74,7 +75,7 @@ class DecodeOptions:
     return guided * (1 + (self.steps - 1) * (self.num_candidates + extra))
 
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = model_lib.COMPUTE_DTYPES
 
 
 def with_compute_dtype(bundle, dtype: str):

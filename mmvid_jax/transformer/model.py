@@ -282,6 +282,10 @@ def _video_conv_spec(kernel: int, layout: Layout) -> video_conv_lib.VideoConvSpe
   return video_conv_lib.VideoConvSpec(layout.video_slice.start, grid, int(kernel))
 
 
+# Compute precisions of training and sampling (parameters stay float32).
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
 def model_kwargs(tr_config) -> dict:
   """Typed constructor fields from the `transformer` config section."""
   init = str(tr_config.get("dense_init", "normal"))

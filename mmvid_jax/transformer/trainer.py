@@ -64,7 +64,7 @@ def make_init_fn(model, layout: Layout, tx, text_encoder, code_tables=None):
   return init_fn
 
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = model_lib.COMPUTE_DTYPES
 
 
 def training_model(tr, layout: Layout):
