@@ -306,7 +306,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
   extractor, real_features = None, None
   if evaluate.fvd:
     if jax.default_backend() == "cpu":
-      logging.warning("Evaluate: FVD runs I3D on the CPU, about 1 s per clip on 2 cores, for up "
+      logging.warning("Evaluate: FVD runs I3D on the CPU, about 0.4 s per clip on 2 cores, for up "
                       "to %d clips; --config.evaluate.fvd=False skips it.",
                       num_videos * (len(specs) + 2))
     t0 = time.time()
