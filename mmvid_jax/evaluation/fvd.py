@@ -287,10 +287,12 @@ def cpu_op_kinds(cpu_ops) -> frozenset:
     cpu_ops = use_cpu_ops()
   if isinstance(cpu_ops, bool):
     return frozenset(CPU_OP_KINDS if cpu_ops else ())
-  unknown = set(cpu_ops) - set(CPU_OP_KINDS)
+  kinds = {cpu_ops} if isinstance(cpu_ops, str) else set(cpu_ops)
+  unknown = kinds - set(CPU_OP_KINDS)
   if unknown:
-    raise UserError(f"unknown I3D CPU layer kinds {sorted(unknown)}; choose from {CPU_OP_KINDS}.")
-  return frozenset(cpu_ops)
+    raise UserError(f"unknown I3D CPU layer kinds {sorted(unknown)}. Fix: pass True, False, None "
+                    f"or a subset of {CPU_OP_KINDS}.")
+  return frozenset(kinds)
 
 
 def use_cpu_ops() -> bool:
