@@ -96,3 +96,22 @@ def test_reconstruction_metrics_with_a_pseudo_tokenizer():
   noisy = rng.integers(0, 256, exact.shape, dtype=np.uint8)
   _, worse = measures.reconstruct(tokenizer, noisy, batch_size=2)
   assert worse["psnr"] < 15 and worse["ssim"] < metrics["ssim"] and worse["lpips"] > 0.05
+
+
+def test_rel_scorer_on_tokens_equals_scoring_the_videos_those_tokens_encode_to():
+  import jax
+  import sampling_stubs
+  from mmvid_jax.sampling import generate
+  bundle = sampling_stubs.random_bundle(seed=4)
+  tokenizer = PseudoTokenizer(16)
+  videos = np.random.default_rng(0).integers(0, 256, (3, 3, 16, 16, 3), dtype=np.uint8)
+  text = np.random.default_rng(1).integers(1, 20, (3, 5)).astype(np.int32)
+  tokens = np.asarray(generate._uint8_to_codes(tokenizer, jax.numpy.asarray(videos)))  # pylint: disable=protected-access
+  scorer = measures.RelScorer(bundle, tokenizer, batch_size=2)  # the last batch is padded
+  from_pixels = scorer(videos, text, None)
+  from_tokens = scorer.score_tokens(tokens.reshape(3, -1), text, None)
+  assert from_pixels.shape == from_tokens.shape == (3,)
+  np.testing.assert_allclose(from_tokens, from_pixels, rtol=1e-5, atol=1e-5)
+  # Different tokens, different scores: the tokens are what is scored.
+  shifted = (tokens.reshape(3, -1) + 1) % bundle.layout.codebook_size
+  assert not np.allclose(scorer.score_tokens(shifted, text, None), from_tokens)

@@ -40,6 +40,11 @@ def test_generate_videos_shapes(bundle, decoder, extra):
   assert videos.shape == (2, 3, 16, 16, 3) and videos.dtype == np.uint8
   assert info["steps"].shape == (2,)
   assert np.isfinite(info["score"]).all() == (extra.get("num_candidates", 1) > 1)
+  # The tokens returned are the ones the videos were decoded from.
+  assert info["tokens"].shape == (2, bundle.layout.video_len)
+  np.testing.assert_array_equal(
+      generate.tokens_to_video(TOKENIZER, jax.numpy.asarray(info["tokens"]), bundle.layout),
+      videos)
 
 
 @pytest.mark.parametrize("decoder", ["mask_predict", "maskgit", "ar"])

@@ -83,33 +83,55 @@ def reconstruct(tokenizer, videos: np.ndarray, batch_size: int, lpips_net: str =
 class RelScorer:
   """[REL] logits of complete (unmasked) videos given their captions and controls.
 
-  The bundle must be an MMVID (bidirectional) transformer; its jitted scorer compiles once.
+  Call it with real pixel videos (encoded by the tokenizer first), or use `score_tokens` with the
+  video tokens a transformer generated. Generated videos must be scored on their own tokens:
+  re-encoding decoded frames changes about a third of the tokens (on the Shapes default
+  tokenizer the background code of decoded frames is not the code of real black, 83% -> 54% of
+  tokens), and a trained REL head then rates every such video, reconstructions of real clips
+  included, as mismatched (docs/evaluation.md, "REL of generated videos").
+
+  The bundle must be an MMVID (bidirectional) transformer; its jitted scorers compile once.
   """
 
   def __init__(self, bundle, tokenizer, batch_size: int):
     self.bundle, self.tokenizer, self.batch_size = bundle, tokenizer, batch_size
 
-    @jax.jit
-    def score(params, tokenizer, video, text, control_codes):
-      codes = tokenizer.encode_to_codes(to_unit_range(video))
-      tokens = codes.reshape(codes.shape[0], -1)
+    def rel_of_tokens(params, tokens, text, control_codes):
       cond = bundle.condition(params, text, control_codes)
       _, rel, _ = bundle.tokens_to_logits(params, tokens, cond)
       return rel
 
-    self._score = score
+    @jax.jit
+    def score_pixels(params, tokenizer, video, text, control_codes):
+      codes = tokenizer.encode_to_codes(to_unit_range(video))
+      return rel_of_tokens(params, codes.reshape(codes.shape[0], -1), text, control_codes)
+
+    self._score_pixels = score_pixels
+    self._score_tokens = jax.jit(rel_of_tokens)
 
   def __call__(self, videos: np.ndarray, text_ids: np.ndarray,
                controls: np.ndarray | None) -> np.ndarray:
-    arrays = {"video": videos, "text": text_ids}
+    """REL logits (N,) of uint8 videos (N, T, H, W, 3), e.g. real clips."""
+    return self._run({"video": videos}, text_ids, controls, lambda batch, text, codes:
+                     self._score_pixels(self.bundle.params, self.tokenizer, batch["video"],
+                                        text, codes))
+
+  def score_tokens(self, tokens: np.ndarray, text_ids: np.ndarray,
+                   controls: np.ndarray | None) -> np.ndarray:
+    """REL logits (N,) of video tokens (N, video_len) as a transformer generated them."""
+    tokens = np.asarray(tokens, np.int32).reshape(len(tokens), -1)
+    return self._run({"tokens": tokens}, text_ids, controls, lambda batch, text, codes:
+                     self._score_tokens(self.bundle.params, batch["tokens"], text, codes))
+
+  def _run(self, arrays: dict, text_ids, controls, score) -> np.ndarray:
+    arrays = dict(arrays, text=text_ids)
     if controls is not None and self.bundle.layout.num_controls:
       arrays["controls"] = controls
     out = []
     for valid, batch in padded_batches(arrays, self.batch_size):
       control_codes = (self.bundle.control_codes(self.tokenizer, batch["controls"])
                        if "controls" in batch else None)
-      rel = self._score(self.bundle.params, self.tokenizer, batch["video"], batch["text"],
-                        control_codes)
+      rel = score(batch, batch["text"], control_codes)
       out.append(np.asarray(rel, np.float32)[:valid])
     return np.concatenate(out)
 

@@ -164,8 +164,10 @@ def _load_models(config, workdir, specs):
   return tokenizer, bundle, ar_bundle
 
 
-def _generate_all(spec, bundle, tokenizer, real: dict, config) -> tuple[np.ndarray, float]:
-  """One video per real clip; same keys for every decoder setting (paired comparison)."""
+def _generate_all(spec, bundle, tokenizer, real: dict, config
+                  ) -> tuple[np.ndarray, np.ndarray, float]:
+  """One video per real clip; same keys for every decoder setting (paired comparison).
+  Returns (uint8 videos, the video tokens they were decoded from, seconds)."""
   batch_size = int(config.evaluate.batch_size)
   base_key = jax.random.fold_in(jax.random.key(int(config.seed)), _EVAL_KEY_SALT)
   arrays = {"text_ids": real["text_ids"]}
@@ -175,19 +177,20 @@ def _generate_all(spec, bundle, tokenizer, real: dict, config) -> tuple[np.ndarr
     arrays["video"] = real["video"]
   progress = Progress(total=len(real["video"]), name=f"evaluate: generating ({spec.name})",
                       unit="videos")
-  outputs = []
+  outputs, tokens = [], []
   start = time.time()
   for index, (valid, batch) in enumerate(measures.padded_batches(arrays, batch_size)):
-    videos = generate.generate_videos(
+    videos, info = generate.generate_videos(
         bundle, tokenizer, batch["text_ids"], batch.get("controls"),
         jax.random.fold_in(base_key, index), decoder=spec.decoder, steps=spec.steps,
         num_candidates=spec.num_candidates, cfg_scale=spec.guidance(config.sample.cfg_scale),
-        given_video=batch.get("video"), num_given_frames=spec.given_frames,
+        given_video=batch.get("video"), num_given_frames=spec.given_frames, return_info=True,
         **_extra_decode_options(config, spec))
     outputs.append(np.asarray(videos, np.uint8)[:valid])
+    tokens.append(info["tokens"][:valid])
     progress.update(valid)
   progress.close()
-  return np.concatenate(outputs), time.time() - start
+  return np.concatenate(outputs), np.concatenate(tokens), time.time() - start
 
 
 def _extra_decode_options(config, spec=None) -> dict:
@@ -226,7 +229,7 @@ def _evaluate_setting(spec, model, tokenizer, real, config, rel_scorer, extracto
   """Generates one video per clip with one decoder setting and measures them."""
   evaluate = config.evaluate
   options = _decode_options(spec, config)
-  generated, seconds = _generate_all(spec, model, tokenizer, real, config)
+  generated, tokens, seconds = _generate_all(spec, model, tokenizer, real, config)
   reading, oracle_summary = _read_oracle(generated, real, spec.name,
                                          shapes_generator.motion_grid_of(config.data))
   # ART-V: one cached pass per video token (twice with guidance: caption and null caption).
@@ -239,7 +242,9 @@ def _evaluate_setting(spec, model, tokenizer, real, config, rel_scorer, extracto
   }
   rel = None
   if rel_scorer is not None:
-    rel = rel_scorer(generated, real["text_ids"], real.get("controls"))
+    # On the tokens the transformer produced: re-encoding the decoded frames changes many of
+    # them, and REL rates such videos as mismatched whatever they show (measures.RelScorer).
+    rel = rel_scorer.score_tokens(tokens, real["text_ids"], real.get("controls"))
   result["rel"] = None if rel is None else measures.summarize_rel(rel)
   if extractor is not None:
     t0 = time.time()

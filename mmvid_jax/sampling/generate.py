@@ -212,7 +212,8 @@ def generate_videos(bundle, video_tokenizer, text_ids, controls, key, *, decoder
 
   Extra keyword options are `DecodeOptions` fields (dynamic_stop, score_on, temperature, top_k,
   choice_temperature). With `return_info`, also returns a dict of numpy arrays: `score` (the
-  REL/VID score of each returned video when reranking ran, else NaN) and `steps`.
+  REL/VID score of each returned video when reranking ran, else NaN), `steps` and `tokens`
+  (B, video_len), the video tokens the videos were decoded from.
   `given_video` (uint8 (B, >= k, H, W, 3)) and `num_given_frames` k > 0: the first k frames are
   those frames, tokenized and kept fixed (video prediction); the rest is generated.
   """
@@ -224,7 +225,7 @@ def generate_videos(bundle, video_tokenizer, text_ids, controls, key, *, decoder
   tokens, info = decode_tokens(bundle, text_ids, control_codes, key, options, given, preserve)
   videos = tokens_to_video(video_tokenizer, tokens, bundle.layout)
   if return_info:
-    return videos, jax.tree.map(np.asarray, info)
+    return videos, dict(jax.tree.map(np.asarray, info), tokens=np.asarray(tokens, np.int32))
   return videos
 
 
