@@ -31,3 +31,4 @@ def test_seen_with_both_is_one_when_the_clips_repeat_training():
   attributes = np.array([[2, 3, 0, 0], [4, 5, 1, 1]])
   row = probe.coverage(codes, attributes, codes, attributes, codebook_size=8)
   assert row["unseen"] == 0.0 and row["seen_with_both"] == 1.0
+
