@@ -25,16 +25,15 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(_BENCHMARKS))
+sys.path.insert(0, _BENCHMARKS)
+# The object / background split is context_use.py's: a clip's most frequent code is background.
+from context_use import background_codes  # noqa: E402  pylint: disable=wrong-import-position
 from mmvid_jax.data import shapes  # noqa: E402  pylint: disable=wrong-import-position
 from mmvid_jax.errors import UserError  # noqa: E402  pylint: disable=wrong-import-position
 
 RARE = 5
-
-
-def background_codes(codes: np.ndarray) -> np.ndarray:
-  """Each clip's most frequent code, (N,) from (N, tokens)."""
-  return np.array([np.bincount(row).argmax() for row in codes])
 
 
 def coverage(train_codes: np.ndarray, train_attributes: np.ndarray, codes: np.ndarray,
