@@ -178,3 +178,20 @@ def test_a_run_shorter_than_its_warmup_gets_a_valid_schedule(num_steps):
   assert all(np.isfinite(steps))
   # Warm-up starts at lr 0 and the schedule still reaches a positive rate within the run.
   assert steps[0] == 0.0 and max(steps) > 0.0
+
+
+def test_eval_reports_the_share_of_codes_a_reconstruction_changes():
+  tok = tiny_config().tokenizer
+  model = build_tokenizer(tok)
+  video = shapes_like_video(batch=2, frames=2, size=32)
+  variables = model.init(jax.random.key(3), ts.video_to_float(jnp.asarray(video)))
+  lpips_module, lpips_variables = image_metrics.load_lpips("alexnet")
+  metrics, indices, recon = trainer_lib.make_eval_batch_fn(model, lpips_module)(
+      variables, jnp.asarray(video), lpips_variables)
+  # By hand: the 8-bit reconstruction encoded again, compared code by code, per frame.
+  again = model.apply(variables, ts.video_to_float(jnp.asarray(recon)), method=model.encode_indices)
+  expected = np.mean(np.asarray(again) != np.asarray(indices), axis=(-2, -1))
+  assert metrics["reencode_changed"].shape == metrics["psnr"].shape == (2, 2)
+  np.testing.assert_allclose(metrics["reencode_changed"], expected)
+  # An untrained tokenizer's reconstruction is far from its input: some codes must change.
+  assert 0 < float(np.mean(metrics["reencode_changed"])) <= 1

@@ -58,6 +58,11 @@ def make_eval_batch_fn(model: VQGAN, lpips_module):
     metrics = {"psnr": image_metrics.psnr(x, recon), "ssim": image_metrics.ssim(x, recon),
                "lpips": image_metrics.lpips_with(lpips_module, lpips_variables, x, recon)}
     recon_uint8 = jnp.round((recon + 1.0) * 127.5).astype(jnp.uint8)
+    # Whether the tokenizer gives back its own codes for its own (8-bit) reconstruction: what
+    # chaining through saved frames (interpolating or extending a generated video) relies on.
+    again = model.apply(variables, ts.video_to_float(recon_uint8), method=model.encode_indices)
+    metrics["reencode_changed"] = jnp.mean((again != aux["indices"]).astype(jnp.float32),
+                                           axis=(-2, -1))  # per frame, like the others
     return metrics, aux["indices"], recon_uint8
 
   return jax.jit(fn)
@@ -104,8 +109,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, eval_ba
     with open(metrics_path(workdir) + ".tmp", "w") as f:
       json.dump(result, f, indent=2, sort_keys=True)
     os.replace(metrics_path(workdir) + ".tmp", metrics_path(workdir))
-  logging.info("tokenizer eval at step %d: PSNR %.2f dB, SSIM %.4f, LPIPS %.4f, codes used %.1f%%",
-               step, result["psnr"], result["ssim"], result["lpips"], 100 * result["code_usage"])
+  logging.info("tokenizer eval at step %d: PSNR %.2f dB, SSIM %.4f, LPIPS %.4f, codes used %.1f%%, "
+               "%.1f%% of codes change when a reconstruction is encoded again", step,
+               result["psnr"], result["ssim"], result["lpips"], 100 * result["code_usage"],
+               100 * result["reencode_changed"])
   result["_videos"] = shown
   return result
 
@@ -161,7 +168,7 @@ class TokenizerTrainer:
                       self.eval_lpips, self.mesh, step)
     videos = result.pop("_videos")
     outputs = {k: v for k, v in result.items() if k in ("psnr", "ssim", "lpips", "code_usage",
-                                                       "perplexity")}
+                                                       "perplexity", "reencode_changed")}
     outputs["reconstructions"] = videos
     return outputs
 
