@@ -23,44 +23,28 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mmvid_jax.errors import UserError  # noqa: E402  pylint: disable=wrong-import-position
 
 
-def measure(workdir: str, split: str, num_clips: int, rounds: int, batch_size: int = 16) -> dict:
+def measure(workdir: str, split: str, num_clips: int, rounds: int) -> dict:
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from mmvid_jax import pipeline  # pylint: disable=import-outside-toplevel
-  from mmvid_jax.data import pipeline as data_pipeline  # pylint: disable=import-outside-toplevel
+  from mmvid_jax.evaluation import stage as eval_stage  # pylint: disable=import-outside-toplevel
+  from mmvid_jax.sampling import generate  # pylint: disable=import-outside-toplevel
   from mmvid_jax.tokenizer import api  # pylint: disable=import-outside-toplevel
 
   if rounds < 1 or num_clips < 1:
     raise UserError(f"--rounds and --clips must be >= 1, got {rounds} and {num_clips}.")
   config = pipeline.load_resolved_config(workdir)
+  config.evaluate.split, config.evaluate.num_videos = split, num_clips
   tokenizer = api.load_tokenizer(workdir)
-  batches = data_pipeline.make_dataset(config, split, workdir, batch_size=batch_size,
-                                       deterministic=True)
-  videos = []
-  try:
-    for batch in batches:
-      videos.append(np.asarray(batch["video"]))
-      if sum(len(v) for v in videos) >= num_clips:
-        break
-  finally:
-    if hasattr(batches, "close"):
-      batches.close()
-  if not videos:
-    raise UserError(f"the {split!r} split of {workdir!r} gave no clips.")
-  real = np.concatenate(videos)[:num_clips]
+  real = eval_stage.load_real_clips(config, workdir)["video"]
+  batch = int(config.evaluate.batch_size)
+  encode, decode = generate._uint8_to_codes, generate._codes_to_uint8  # pylint: disable=protected-access
 
-  def to_float(video):
-    return jnp.asarray(video, jnp.float32) / 127.5 - 1.0
+  def batched(fn, array):
+    return np.concatenate([np.asarray(fn(tokenizer, jnp.asarray(array[i:i + batch])))
+                           for i in range(0, len(array), batch)])
 
-  def encode(video):
-    return np.concatenate([np.asarray(tokenizer.encode_to_codes(to_float(video[i:i + batch_size])))
-                           for i in range(0, len(video), batch_size)])
-
-  def decode(codes):
-    frames = [tokenizer.decode_from_codes(jnp.asarray(codes[i:i + batch_size]))
-              for i in range(0, len(codes), batch_size)]
-    return np.concatenate([np.asarray(jnp.round((f + 1.0) * 127.5)) for f in frames]).astype(np.uint8)
-
-  return {"split": split, **round_trips(real, encode, decode, rounds)}
+  return {"split": split, **round_trips(real, lambda v: batched(encode, v),
+                                        lambda c: batched(decode, c), rounds)}
 
 
 def round_trips(real: np.ndarray, encode, decode, rounds: int) -> dict:
